@@ -1,0 +1,3 @@
+"""Resilience and validation test harness for game-server hosting platforms."""
+
+__all__: list[str] = []

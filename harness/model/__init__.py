@@ -1,0 +1,28 @@
+"""Values shared by every layer of the harness: verdicts, phases, faults, SLO results, runs.
+
+Instants are POSIX timestamps (float seconds, UTC); ``harness.report`` formats them.
+"""
+
+from harness.model._run import (
+    ExitCode,
+    FaultRecord,
+    LoadSummary,
+    PhaseRecord,
+    RunRecord,
+    SloResult,
+    Verdict,
+    Window,
+    combine_verdicts,
+)
+
+__all__ = [
+    "ExitCode",
+    "FaultRecord",
+    "LoadSummary",
+    "PhaseRecord",
+    "RunRecord",
+    "SloResult",
+    "Verdict",
+    "Window",
+    "combine_verdicts",
+]

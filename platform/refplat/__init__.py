@@ -1,0 +1,1 @@
+"""refplat: the reference game-server hosting platform the harness certifies."""
