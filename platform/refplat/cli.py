@@ -1,2 +1,117 @@
-def main() -> int:
-    return 0
+"""The ``refplat`` command: one subcommand per process kind (api, controller, agent)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from refplat.agent import Agent, AgentSettings
+from refplat.api import MAX_SESSION_TTL_S, Api, ApiSettings, read_admin_token
+from refplat.controller import Controller, ControllerSettings
+from refplat.runtime import HostPort, configure_logging, run_until_signalled
+from refplat.store import Store, connect
+
+log = logging.getLogger(__name__)
+
+
+def _host_port(text: str) -> HostPort:
+    try:
+        return HostPort.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="refplat", description=__doc__)
+    parser.add_argument("--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    api = sub.add_parser("api", help="serve the JSON API")
+    api.add_argument("--redis-url", required=True)
+    api.add_argument("--listen", required=True, type=_host_port, metavar="HOST:PORT")
+    api.add_argument("--instance", required=True)
+    api.add_argument("--admin-token-file", required=True, type=Path)
+    api.add_argument("--session-ttl-s", type=_positive, default=MAX_SESSION_TTL_S)
+    ctl = sub.add_parser("controller", help="elect a leader and reconcile")
+    ctl.add_argument("--redis-url", required=True)
+    ctl.add_argument("--id", required=True, dest="controller_id")
+    ctl.add_argument("--listen", required=True, type=_host_port, metavar="HOST:PORT")
+    ctl.add_argument("--lease-ttl-s", type=_positive, default=5.0)
+    ctl.add_argument("--renew-interval-s", type=_positive, default=1.0)
+    ctl.add_argument("--heartbeat-timeout-s", type=_positive, default=10.0)
+    ctl.add_argument("--reconcile-interval-s", type=_positive, default=0.5)
+    agent = sub.add_parser("agent", help="run the game servers of one node")
+    agent.add_argument("--redis-url", required=True)
+    agent.add_argument("--node", required=True)
+    agent.add_argument("--address", default="127.0.0.1")
+    agent.add_argument("--listen", required=True, type=_host_port, metavar="HOST:PORT")
+    agent.add_argument("--heartbeat-interval-s", type=_positive, default=1.0)
+    return parser
+
+
+def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent:
+    if args.command == "api":
+        settings = ApiSettings(
+            instance=args.instance,
+            listen=args.listen,
+            admin_token_file=args.admin_token_file,
+            session_ttl_s=args.session_ttl_s,
+        )
+        token = read_admin_token(settings.admin_token_file)
+        return Api(store=store, settings=settings, admin_token=token)
+    if args.command == "controller":
+        return Controller(
+            store=store,
+            settings=ControllerSettings(
+                controller_id=args.controller_id,
+                listen=args.listen,
+                lease_ttl_s=args.lease_ttl_s,
+                renew_interval_s=args.renew_interval_s,
+                heartbeat_timeout_s=args.heartbeat_timeout_s,
+                reconcile_interval_s=args.reconcile_interval_s,
+            ),
+        )
+    return Agent(
+        store=store,
+        settings=AgentSettings(
+            node=args.node,
+            address=args.address,
+            listen=args.listen,
+            heartbeat_interval_s=args.heartbeat_interval_s,
+        ),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``refplat`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(process=args.command, verbose=args.verbose)
+
+    async def run(stop: asyncio.Event) -> None:
+        store = Store(connect(args.redis_url))
+        try:
+            await _process(args, store).run(stop)
+        finally:
+            await store.redis.aclose()
+
+    try:
+        return run_until_signalled(run)
+    except (ValueError, OSError) as exc:
+        log.error("%s failed to start: %s", args.command, exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The node agent: heartbeats for its node and runs the game servers assigned to it.
+
+Every poll it reads the servers in ``refplat:node:{name}:servers`` and converges its local
+listeners on them: a Starting server gets a Server List Ping listener (kernel-chosen port)
+and is set Ready by compare-and-set; a Ready or Allocated server without a local listener
+(after an agent restart) gets one on a new port; a Shutdown server loses its listener and
+its record; a server no longer assigned here loses its listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from refplat.metrics import AgentMetrics, metrics_handler
+from refplat.model import GameServer, GameServerState
+from refplat.runtime import HostPort, serving, sleep_or_stop
+from refplat.slp import StatusInfo, bound_port, start_listener
+from refplat.store import PREFIX, Store
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_BY_VERSION = {"1.20.4": 765, "1.20.6": 766, "1.21": 767, "1.21.1": 767}
+DEFAULT_PROTOCOL = 767
+MAX_PLAYERS = 1
+RUNNING_STATES = frozenset({GameServerState.READY, GameServerState.ALLOCATED})
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Command-line settings of one node agent."""
+
+    node: str
+    address: str
+    listen: HostPort
+    heartbeat_interval_s: float = 1.0
+    poll_interval_s: float = 0.3
+
+
+def status_of(server: GameServer) -> StatusInfo:
+    """What a game server answers to a status request."""
+    return StatusInfo(
+        version_name=server.version,
+        protocol=PROTOCOL_BY_VERSION.get(server.version, DEFAULT_PROTOCOL),
+        players_online=1 if server.state is GameServerState.ALLOCATED else 0,
+        players_max=MAX_PLAYERS,
+        description=f"refplat game server {server.id}",
+    )
+
+
+class Agent:
+    """One node agent process."""
+
+    def __init__(self, *, store: Store, settings: AgentSettings) -> None:
+        self._store = store
+        self._settings = settings
+        self.metrics = AgentMetrics()
+        self._listeners: dict[str, asyncio.Server] = {}
+        self._status: dict[str, StatusInfo] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then close every listener."""
+        async with serving(self.web_app(), self._settings.listen):
+            tasks = [
+                asyncio.create_task(self._heartbeat_loop(stop)),
+                asyncio.create_task(self._sync_loop(stop)),
+            ]
+            await stop.wait()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for server_id in list(self._listeners):
+                self._close(server_id)
+
+    def web_app(self) -> web.Application:
+        """The HTTP app: /healthz and /metrics."""
+        app = web.Application()
+        app.router.add_get("/healthz", _healthz)
+        app.router.add_get("/metrics", metrics_handler(self.metrics.registry))
+        return app
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._store.run("HEARTBEAT", self._settings.node, self._settings.address)
+                self.metrics.heartbeats.inc()
+            except Exception as exc:
+                log.warning("heartbeat of node %s failed: %s", self._settings.node, exc)
+            if await sleep_or_stop(stop, self._settings.heartbeat_interval_s):
+                return
+
+    async def _sync_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sync()
+            except Exception as exc:
+                log.warning("sync of node %s failed: %s", self._settings.node, exc)
+            if await sleep_or_stop(stop, self._settings.poll_interval_s):
+                return
+
+    async def sync(self) -> None:
+        """Converge local listeners on the servers assigned to this node."""
+        index = f"{PREFIX}node:{self._settings.node}:servers"
+        servers = [s for s in await self._store.servers_in(index) if s.node == self._settings.node]
+        for server in servers:
+            await self._converge(server)
+        assigned = {s.id for s in servers}
+        for server_id in [sid for sid in self._listeners if sid not in assigned]:
+            self._close(server_id)
+        self.metrics.game_servers.set(len(self._listeners))
+
+    async def _converge(self, server: GameServer) -> None:
+        node = self._settings.node
+        if server.state is GameServerState.STARTING:
+            port = await self._ensure_listener(server)
+            if await self._store.run("MARK_READY", server.id, node, port):
+                log.info("game server %s is Ready on port %d", server.id, port)
+        elif server.state in RUNNING_STATES:
+            if server.id not in self._listeners:
+                port = await self._ensure_listener(server)
+                await self._store.run("MOVE_PORT", server.id, node, port)
+                log.info("game server %s restarted on port %d", server.id, port)
+        else:
+            self._close(server.id)
+            if server.state is GameServerState.SHUTDOWN:
+                await self._store.run("REMOVE_SHUTDOWN", server.id, node)
+                log.info("game server %s shut down and removed", server.id)
+        if server.id in self._listeners:
+            self._status[server.id] = status_of(server)
+
+    async def _ensure_listener(self, server: GameServer) -> int:
+        listener = self._listeners.get(server.id)
+        if listener is None:
+            initial = status_of(server)
+            self._status[server.id] = initial
+            listener = await start_listener(
+                host=self._settings.address,
+                port=0,
+                status=functools.partial(self._status_for, server.id, initial),
+            )
+            self._listeners[server.id] = listener
+        return bound_port(listener)
+
+    def _status_for(self, server_id: str, fallback: StatusInfo) -> StatusInfo:
+        return self._status.get(server_id, fallback)
+
+    def _close(self, server_id: str) -> None:
+        listener = self._listeners.pop(server_id, None)
+        if listener is not None:
+            listener.close()
+            log.info("closed the listener of game server %s", server_id)
+        self._status.pop(server_id, None)
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

@@ -1,0 +1,235 @@
+"""The controller: one leader (see :mod:`refplat.lease`) runs a level-triggered reconcile loop.
+
+Each pass lists nodes, servers and due sessions, derives the work keys, and reconciles each
+key with one fenced Lua script: a lost node releases its servers (back to Creating) and ends
+their sessions (ServerLost); a Creating server is scheduled onto the live node with the
+fewest servers; a due session ends (Expired); a Shutdown server no live agent will remove
+is deleted. A failed key backs off; a fenced write makes the controller step down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from refplat.backoff import KeyBackoff
+from refplat.lease import Lease, Term
+from refplat.metrics import ControllerMetrics, metrics_handler
+from refplat.model import GameServer, GameServerState, Node, NodeState
+from refplat.runtime import HostPort, serving, sleep_or_stop
+from refplat.store import FencedError, Store
+
+log = logging.getLogger(__name__)
+
+RELEASE_TIMEOUT_S = 0.5
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """Command-line settings of one controller replica."""
+
+    controller_id: str
+    listen: HostPort
+    lease_ttl_s: float = 5.0
+    renew_interval_s: float = 1.0
+    heartbeat_timeout_s: float = 10.0
+    reconcile_interval_s: float = 0.5
+
+
+class KeyKind(enum.Enum):
+    """What a work key asks the controller to converge."""
+
+    NODE_LOST = "NODE_LOST"
+    SCHEDULE = "SCHEDULE"
+    EXPIRE_SESSION = "EXPIRE_SESSION"
+    REMOVE_ORPHAN = "REMOVE_ORPHAN"
+
+
+@dataclass(frozen=True)
+class WorkKey:
+    """One unit of reconcile work, named by kind and object id."""
+
+    kind: KeyKind
+    name: str
+
+
+class Controller:
+    """A controller replica: lease loop, reconcile loop and status endpoint."""
+
+    def __init__(self, *, store: Store, settings: ControllerSettings) -> None:
+        self._store = store
+        self._settings = settings
+        self._lease = Lease(store=store, holder=settings.controller_id, ttl_s=settings.lease_ttl_s)
+        self.metrics = ControllerMetrics()
+        self._backoff = KeyBackoff()
+        self._wake = asyncio.Event()
+        self._term_reconciled: Term | None = None
+        self._live_counts: dict[str, int] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then release the lease."""
+        async with serving(self.web_app(), self._settings.listen):
+            tasks = [
+                asyncio.create_task(self._lease_loop(stop)),
+                asyncio.create_task(self._reconcile_loop(stop)),
+            ]
+            await stop.wait()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._lease.release(), RELEASE_TIMEOUT_S)
+        self._publish(None)
+
+    def web_app(self) -> web.Application:
+        """The HTTP app: /healthz, /status, /metrics."""
+        app = web.Application()
+        app.router.add_get("/healthz", _healthz)
+        app.router.add_get("/status", self._status)
+        app.router.add_get("/metrics", metrics_handler(self.metrics.registry))
+        return app
+
+    async def _status(self, _request: web.Request) -> web.Response:
+        term = self._lease.term
+        return web.json_response(
+            {
+                "id": self._settings.controller_id,
+                "leader": term is not None,
+                "epoch": term.epoch if term else None,
+                "pid": os.getpid(),
+            }
+        )
+
+    async def _lease_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            held_before = self._lease.term is not None
+            try:
+                held = await self._lease.tick()
+            except Exception as exc:
+                log.warning("lease renewal failed: %s", exc)
+                held = self._lease.term is not None
+            if held and not held_before:
+                self._wake.set()
+            self._publish(self._lease.term)
+            if await sleep_or_stop(stop, self._settings.renew_interval_s):
+                return
+
+    async def _reconcile_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            term = self._lease.term
+            if term is not None:
+                await self._reconcile_as(term)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.reconcile_interval_s)
+            self._wake.clear()
+
+    async def _reconcile_as(self, term: Term) -> None:
+        try:
+            await self.reconcile_pass(term)
+        except FencedError as exc:
+            self._lease.step_down(reason=str(exc))
+        except Exception as exc:
+            log.warning("reconcile pass failed: %s", exc)
+            return
+        else:
+            self._completed(term)
+        self._publish(self._lease.term)
+
+    def _completed(self, term: Term) -> None:
+        now = time.time()
+        self.metrics.reconciles.inc()
+        self.metrics.last_reconcile.set(now)
+        if self._term_reconciled != term:
+            self._term_reconciled = term
+            self.metrics.first_reconcile.set(now)
+            log.info("first reconcile of epoch %d completed", term.epoch)
+
+    def _publish(self, term: Term | None) -> None:
+        self.metrics.is_leader.set(1 if term else 0)
+        self.metrics.epoch.set(term.epoch if term else 0)
+        if term is None or self._term_reconciled != term:
+            self.metrics.first_reconcile.set(0)
+        if term is None:
+            self._term_reconciled = None
+
+    async def reconcile_pass(self, term: Term) -> None:
+        """List the world once and reconcile every key derived from it."""
+        nodes = await self._store.list_nodes()
+        now = await self._store.redis_time()
+        live = [n for n in nodes if self._is_live(n, now)]
+        keys = [
+            WorkKey(KeyKind.NODE_LOST, n.name)
+            for n in nodes
+            if n.state is NodeState.LIVE and n not in live
+        ]
+        servers = await self._store.list_servers()
+        keys += [WorkKey(k, s.id) for s in servers if (k := _server_key(s)) is not None]
+        keys += [WorkKey(KeyKind.EXPIRE_SESSION, sid) for sid in await self._store.due_sessions()]
+        self._live_counts = await self._store.node_server_counts([n.name for n in live])
+        for key in keys:
+            if self._backoff.due(key):
+                await self._reconcile_key(term, key)
+
+    def _is_live(self, node: Node, now: float) -> bool:
+        fresh = now - node.heartbeat_at <= self._settings.heartbeat_timeout_s
+        return node.state is NodeState.LIVE and fresh
+
+    async def _reconcile_key(self, term: Term, key: WorkKey) -> None:
+        try:
+            await self.reconcile(term, key)
+        except FencedError:
+            raise
+        except Exception as exc:
+            delay = self._backoff.failed(key)
+            self.metrics.reconcile_errors.inc()
+            log.warning(
+                "reconcile of %s %s failed, retry in %.1f s: %s",
+                key.kind.value,
+                key.name,
+                delay,
+                exc,
+            )
+        else:
+            self._backoff.forget(key)
+
+    async def reconcile(self, term: Term, key: WorkKey) -> None:
+        """Converge one key with one fenced script (a no-op when already converged)."""
+        fence = (term.holder, term.epoch)
+        if key.kind is KeyKind.NODE_LOST:
+            timeout = self._settings.heartbeat_timeout_s
+            if await self._store.run("CTL_NODE_LOST", *fence, key.name, timeout):
+                log.warning("node %s lost its heartbeat; its servers go back to Creating", key.name)
+        elif key.kind is KeyKind.SCHEDULE:
+            await self._schedule(fence, key.name)
+        elif key.kind is KeyKind.EXPIRE_SESSION:
+            if await self._store.run("CTL_EXPIRE_SESSION", *fence, key.name):
+                log.info("session %s expired", key.name)
+        elif await self._store.run("CTL_REMOVE_ORPHAN", *fence, key.name):
+            log.info("removed shutdown server %s that had no live node", key.name)
+
+    async def _schedule(self, fence: tuple[str, int], server_id: str) -> None:
+        if not self._live_counts:
+            return
+        node = min(self._live_counts, key=lambda name: (self._live_counts[name], name))
+        if await self._store.run("CTL_SCHEDULE", *fence, server_id, node):
+            self._live_counts[node] += 1
+            log.info("scheduled server %s onto node %s", server_id, node)
+
+
+def _server_key(server: GameServer) -> KeyKind | None:
+    if server.state is GameServerState.CREATING and server.node is None:
+        return KeyKind.SCHEDULE
+    if server.state is GameServerState.SHUTDOWN:
+        return KeyKind.REMOVE_ORPHAN
+    return None
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

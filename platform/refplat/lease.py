@@ -1,0 +1,91 @@
+"""Leader election: a lease in Redis with a fencing token.
+
+Acquiring the lease increments ``refplat:leader:epoch`` and stores ``id:epoch`` with a TTL;
+renewal is a compare-and-extend. Every controller write carries the id and epoch and is
+rejected by Redis unless they still hold the lease (see ``FENCE`` in :mod:`refplat.scripts`).
+Locally the lease is also trusted only until ``ttl`` after the last successful renewal,
+measured on the monotonic clock, so a paused leader considers itself deposed on waking.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from refplat.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One leadership term: who holds the lease, under which epoch."""
+
+    holder: str
+    epoch: int
+
+
+class Lease:
+    """This controller's view of the leader lease."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        holder: str,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._holder = holder
+        self._ttl_ms = max(1, int(ttl_s * 1000))
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._term: Term | None = None
+        self._valid_until = 0.0
+
+    @property
+    def term(self) -> Term | None:
+        """The current term if this controller holds a lease it still trusts."""
+        if self._term is not None and self._clock() >= self._valid_until:
+            log.warning(
+                "lease epoch %d went unrenewed for %g s; stepping down",
+                self._term.epoch,
+                self._ttl_s,
+            )
+            self._term = None
+        return self._term
+
+    async def tick(self) -> bool:
+        """Acquire the lease when free or renew it when held; return whether held now."""
+        started = self._clock()
+        if self.term is None:
+            epoch = int(await self._store.run("LEASE_ACQUIRE", self._holder, self._ttl_ms))
+            if epoch:
+                self._term = Term(holder=self._holder, epoch=epoch)
+                self._valid_until = started + self._ttl_s
+                log.info("acquired the lease with epoch %d", epoch)
+            return self._term is not None
+        assert self._term is not None
+        renewed = await self._store.run("LEASE_RENEW", self._holder, self._term.epoch, self._ttl_ms)
+        if renewed:
+            self._valid_until = started + self._ttl_s
+        else:
+            self.step_down(reason="the lease is held by another epoch")
+        return self._term is not None
+
+    def step_down(self, *, reason: str) -> None:
+        """Forget the term (after a failed renewal or a fenced write)."""
+        if self._term is not None:
+            log.warning("stepping down from epoch %d: %s", self._term.epoch, reason)
+        self._term = None
+
+    async def release(self) -> None:
+        """Give the lease up so a standby can take over without waiting for the TTL."""
+        term = self._term
+        self._term = None
+        if term is not None:
+            await self._store.run("LEASE_RELEASE", term.holder, term.epoch)
+            log.info("released the lease of epoch %d", term.epoch)

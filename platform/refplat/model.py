@@ -1,0 +1,175 @@
+"""The resource model: game servers, sessions and nodes, as stored in Redis and served as JSON."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+JsonObject = dict[str, Any]
+
+
+class GameServerState(enum.StrEnum):
+    """Lifecycle of a game server (the Agones GameServer state machine, trimmed)."""
+
+    CREATING = "Creating"
+    STARTING = "Starting"
+    READY = "Ready"
+    ALLOCATED = "Allocated"
+    SHUTDOWN = "Shutdown"
+    UNHEALTHY = "Unhealthy"
+    ERROR = "Error"
+
+
+class SessionState(enum.StrEnum):
+    """Lifecycle of a session (one allocation of one game server)."""
+
+    PENDING = "Pending"
+    ACTIVE = "Active"
+    ENDING = "Ending"
+    ENDED = "Ended"
+
+
+class EndReason(enum.StrEnum):
+    """Why a session ended."""
+
+    COMPLETED = "Completed"
+    EXPIRED = "Expired"
+    QUOTA_EXCEEDED = "QuotaExceeded"
+    SERVER_LOST = "ServerLost"
+    EVICTED = "Evicted"
+
+
+class NodeState(enum.StrEnum):
+    """Whether the controller still hears a node's heartbeat."""
+
+    LIVE = "Live"
+    LOST = "Lost"
+
+
+def _opt_str(raw: Mapping[str, str], key: str) -> str | None:
+    value = raw.get(key, "")
+    return value or None
+
+
+def _opt_int(raw: Mapping[str, str], key: str) -> int | None:
+    value = raw.get(key, "")
+    return int(value) if value else None
+
+
+@dataclass(frozen=True)
+class GameServer:
+    """One game server: where it runs and which session holds it."""
+
+    id: str
+    tenant: str
+    region: str
+    version: str
+    state: GameServerState
+    node: str | None
+    address: str | None
+    port: int | None
+    session: str | None
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[str, str]) -> GameServer:
+        """Build from a Redis hash (empty strings mean "not set")."""
+        return cls(
+            id=raw["id"],
+            tenant=raw["tenant"],
+            region=raw["region"],
+            version=raw["version"],
+            state=GameServerState(raw["state"]),
+            node=_opt_str(raw, "node"),
+            address=_opt_str(raw, "address"),
+            port=_opt_int(raw, "port"),
+            session=_opt_str(raw, "session"),
+        )
+
+    def to_json(self) -> JsonObject:
+        """The API representation."""
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "region": self.region,
+            "version": self.version,
+            "state": self.state.value,
+            "node": self.node,
+            "address": self.address,
+            "port": self.port,
+            "session": self.session,
+        }
+
+
+@dataclass(frozen=True)
+class Session:
+    """One allocation of a game server to a tenant's players."""
+
+    id: str
+    tenant: str
+    server_id: str
+    address: str | None
+    port: int | None
+    state: SessionState
+    reason: EndReason | None
+    created_at: float
+    expires_at: float
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[str, str]) -> Session:
+        """Build from a Redis hash."""
+        reason = raw.get("reason", "")
+        return cls(
+            id=raw["id"],
+            tenant=raw["tenant"],
+            server_id=raw["server_id"],
+            address=_opt_str(raw, "address"),
+            port=_opt_int(raw, "port"),
+            state=SessionState(raw["state"]),
+            reason=EndReason(reason) if reason else None,
+            created_at=float(raw["created_at"]),
+            expires_at=float(raw["expires_at"]),
+        )
+
+    def to_json(self) -> JsonObject:
+        """The API representation (instants as float POSIX seconds)."""
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "server_id": self.server_id,
+            "address": self.address,
+            "port": self.port,
+            "state": self.state.value,
+            "reason": self.reason.value if self.reason else None,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        }
+
+
+@dataclass(frozen=True)
+class Node:
+    """A host running an agent, as last reported by its heartbeat."""
+
+    name: str
+    address: str
+    heartbeat_at: float
+    state: NodeState
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[str, str]) -> Node:
+        """Build from a Redis hash."""
+        return cls(
+            name=raw["name"],
+            address=raw["address"],
+            heartbeat_at=float(raw["heartbeat_at"]),
+            state=NodeState(raw["state"]),
+        )
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A customer of the platform."""
+
+    id: str
+    name: str

@@ -1,0 +1,78 @@
+"""Process plumbing shared by every subcommand: logging, signals, the HTTP listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+HTTP_SHUTDOWN_TIMEOUT_S = 0.5
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A ``HOST:PORT`` pair from the command line."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        """Parse ``HOST:PORT``; raise ValueError naming the bad text."""
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        return cls(host=host.strip("[]"), port=int(port))
+
+
+def configure_logging(*, process: str, verbose: bool = False) -> None:
+    """Plain log lines on stderr, naming the process."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.INFO,
+        format=f"%(asctime)s %(levelname)s {process} %(name)s: %(message)s",
+    )
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run ``main(stop)`` in a fresh loop; SIGTERM and SIGINT set ``stop``."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+    log.info("stopped")
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, listen: HostPort) -> AsyncIterator[web.AppRunner]:
+    """Serve ``app`` on ``listen`` for the duration of the block."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, listen.host, listen.port)
+        await site.start()
+        log.info("HTTP listening on %s:%d", listen.host, listen.port)
+        yield runner
+    finally:
+        await runner.cleanup()
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; return True when ``stop`` was set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    return stop.is_set()

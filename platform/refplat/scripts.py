@@ -1,0 +1,264 @@
+"""Lua scripts: every state write of the platform is one atomic compare-and-set script.
+
+Each script is the shared :data:`PRELUDE` (key names and helpers) plus a short body.
+Scripts build key names from the ``refplat:`` prefix themselves, which is fine for one
+Redis primary (not for Redis Cluster). Controller scripts start with :data:`FENCE`: the
+caller's ``id`` and ``epoch`` must match the current lease, or the script fails with
+``FENCED`` and writes nothing.
+"""
+
+from __future__ import annotations
+
+PRELUDE = """
+local P = 'refplat:'
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function fmt(x) return string.format('%.6f', x) end
+local function hget(key, field)
+  local v = redis.call('HGET', key, field)
+  if not v then return '' end
+  return v
+end
+local function skey(sid) return P .. 'server:' .. sid end
+local function bump(key, ...)
+  redis.call('HSET', key, ...)
+  redis.call('HINCRBY', key, 'rv', 1)
+end
+local function ready_sets(key)
+  local t = hget(key, 'tenant')
+  return P .. 'ready:' .. t, P .. 'ready:' .. t .. ':' .. hget(key, 'region')
+end
+local function ready_add(key, sid)
+  local a, b = ready_sets(key)
+  redis.call('SADD', a, sid); redis.call('SADD', b, sid)
+end
+local function ready_rem(key, sid)
+  local a, b = ready_sets(key)
+  redis.call('SREM', a, sid); redis.call('SREM', b, sid)
+end
+local function delete_server(sid)
+  local key = skey(sid)
+  ready_rem(key, sid)
+  local node = hget(key, 'node')
+  if node ~= '' then redis.call('SREM', P .. 'node:' .. node .. ':servers', sid) end
+  redis.call('SREM', P .. 'tenant:' .. hget(key, 'tenant') .. ':servers', sid)
+  redis.call('SREM', P .. 'servers', sid)
+  redis.call('DEL', key)
+end
+local function end_session(sess, reason, t)
+  local key = P .. 'session:' .. sess
+  local st = hget(key, 'state')
+  if st == '' or st == 'Ended' then return 0 end
+  redis.call('HSET', key, 'state', 'Ended', 'reason', reason, 'ended_at', fmt(t))
+  redis.call('ZREM', P .. 'sessions:active', sess)
+  local sid = hget(key, 'server_id')
+  local sk = skey(sid)
+  if hget(sk, 'state') == 'Allocated' and hget(sk, 'session') == sess then
+    bump(sk, 'state', 'Ready', 'session', '')
+    ready_add(sk, sid)
+  end
+  return 1
+end
+"""
+
+FENCE = """
+local cid, epoch = ARGV[1], ARGV[2]
+if redis.call('GET', P .. 'leader:epoch') ~= epoch
+   or redis.call('GET', P .. 'leader:lease') ~= cid .. ':' .. epoch then
+  return redis.error_reply('FENCED epoch ' .. epoch .. ' of ' .. cid .. ' is not current')
+end
+"""
+
+CREATE_TENANT = """
+local tid, name, token_hash = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', P .. 'tenant:' .. tid) == 1 then return 0 end
+redis.call('HSET', P .. 'tenant:' .. tid, 'id', tid, 'name', name)
+redis.call('SADD', P .. 'tenants', tid)
+redis.call('SET', P .. 'token:' .. token_hash, tid)
+return 1
+"""
+
+CREATE_SERVER = """
+local sid, tenant, region, version = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local key = skey(sid)
+if redis.call('EXISTS', key) == 1 then return 0 end
+redis.call('HSET', key, 'id', sid, 'tenant', tenant, 'region', region, 'version', version,
+  'state', 'Creating', 'node', '', 'address', '', 'port', '', 'session', '', 'rv', 1)
+redis.call('SADD', P .. 'servers', sid)
+redis.call('SADD', P .. 'tenant:' .. tenant .. ':servers', sid)
+return 1
+"""
+
+SHUTDOWN_SERVER = """
+local sid, tenant = ARGV[1], ARGV[2]
+local key = skey(sid)
+local st = hget(key, 'state')
+if st == '' or (tenant ~= '' and hget(key, 'tenant') ~= tenant) then return 0 end
+if st == 'Shutdown' then return 1 end
+local sess = hget(key, 'session')
+ready_rem(key, sid)
+bump(key, 'state', 'Shutdown', 'session', '')
+if sess ~= '' then end_session(sess, 'Evicted', now()) end
+return 1
+"""
+
+ALLOCATE = """
+local tenant, region, sess, ttl, idem = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local idem_key = P .. 'idem:' .. tenant .. ':' .. idem
+if idem ~= '' then
+  local existing = redis.call('GET', idem_key)
+  if existing then return {'existing', existing} end
+end
+local pool = P .. 'ready:' .. tenant
+if region ~= '' then pool = pool .. ':' .. region end
+while true do
+  local sid = redis.call('SRANDMEMBER', pool)
+  if not sid then return {'none', ''} end
+  local key = skey(sid)
+  if hget(key, 'state') == 'Ready' and hget(key, 'session') == '' then
+    local t = now()
+    ready_rem(key, sid)
+    bump(key, 'state', 'Allocated', 'session', sess)
+    redis.call('HSET', P .. 'session:' .. sess, 'id', sess, 'tenant', tenant, 'server_id', sid,
+      'address', hget(key, 'address'), 'port', hget(key, 'port'), 'state', 'Active',
+      'reason', '', 'created_at', fmt(t), 'expires_at', fmt(t + ttl))
+    redis.call('SADD', P .. 'sessions', sess)
+    redis.call('SADD', P .. 'tenant:' .. tenant .. ':sessions', sess)
+    redis.call('ZADD', P .. 'sessions:active', t + ttl, sess)
+    if idem ~= '' then redis.call('SET', idem_key, sess, 'EX', 86400) end
+    return {'created', sess}
+  end
+  redis.call('SREM', pool, sid)
+end
+"""
+
+END_SESSION = """
+local sess, tenant, reason = ARGV[1], ARGV[2], ARGV[3]
+local key = P .. 'session:' .. sess
+if hget(key, 'state') == '' or (tenant ~= '' and hget(key, 'tenant') ~= tenant) then
+  return 0
+end
+end_session(sess, reason, now())
+return 1
+"""
+
+HEARTBEAT = """
+local node, address = ARGV[1], ARGV[2]
+redis.call('HSET', P .. 'node:' .. node, 'name', node, 'address', address,
+  'heartbeat_at', fmt(now()), 'state', 'Live')
+redis.call('SADD', P .. 'nodes', node)
+return 1
+"""
+
+MARK_READY = """
+local sid, node, port = ARGV[1], ARGV[2], ARGV[3]
+local key = skey(sid)
+if hget(key, 'state') ~= 'Starting' or hget(key, 'node') ~= node then return 0 end
+bump(key, 'state', 'Ready', 'port', port)
+ready_add(key, sid)
+return 1
+"""
+
+MOVE_PORT = """
+local sid, node, port = ARGV[1], ARGV[2], ARGV[3]
+local key = skey(sid)
+local st = hget(key, 'state')
+if (st ~= 'Ready' and st ~= 'Allocated') or hget(key, 'node') ~= node then return 0 end
+bump(key, 'port', port)
+local sess = hget(key, 'session')
+if sess ~= '' then redis.call('HSET', P .. 'session:' .. sess, 'port', port) end
+return 1
+"""
+
+REMOVE_SHUTDOWN = """
+local sid, node = ARGV[1], ARGV[2]
+local key = skey(sid)
+if hget(key, 'state') ~= 'Shutdown' or hget(key, 'node') ~= node then return 0 end
+delete_server(sid)
+return 1
+"""
+
+CTL_SCHEDULE = """
+local sid, node = ARGV[3], ARGV[4]
+local key, nkey = skey(sid), P .. 'node:' .. node
+if hget(key, 'state') ~= 'Creating' or hget(key, 'node') ~= '' then return 0 end
+if hget(nkey, 'state') ~= 'Live' then return 0 end
+bump(key, 'state', 'Starting', 'node', node, 'address', hget(nkey, 'address'), 'port', '')
+redis.call('SADD', P .. 'node:' .. node .. ':servers', sid)
+return 1
+"""
+
+CTL_NODE_LOST = """
+local node, timeout = ARGV[3], tonumber(ARGV[4])
+local nkey = P .. 'node:' .. node
+local t = now()
+if hget(nkey, 'state') ~= 'Live' or t - tonumber(hget(nkey, 'heartbeat_at')) <= timeout then
+  return 0
+end
+redis.call('HSET', nkey, 'state', 'Lost')
+local members = redis.call('SMEMBERS', P .. 'node:' .. node .. ':servers')
+for _, sid in ipairs(members) do
+  local key = skey(sid)
+  if hget(key, 'state') == 'Shutdown' then
+    delete_server(sid)
+  else
+    local sess = hget(key, 'session')
+    ready_rem(key, sid)
+    redis.call('SREM', P .. 'node:' .. node .. ':servers', sid)
+    bump(key, 'state', 'Creating', 'node', '', 'address', '', 'port', '', 'session', '')
+    if sess ~= '' then end_session(sess, 'ServerLost', t) end
+  end
+end
+return #members + 1
+"""
+
+CTL_EXPIRE_SESSION = """
+local sess = ARGV[3]
+local key = P .. 'session:' .. sess
+if hget(key, 'state') ~= 'Active' then
+  redis.call('ZREM', P .. 'sessions:active', sess)
+  return 0
+end
+local t = now()
+if tonumber(hget(key, 'expires_at')) > t then return 0 end
+return end_session(sess, 'Expired', t)
+"""
+
+CTL_REMOVE_ORPHAN = """
+local sid = ARGV[3]
+local key = skey(sid)
+local node = hget(key, 'node')
+if hget(key, 'state') ~= 'Shutdown' then return 0 end
+if node ~= '' and hget(P .. 'node:' .. node, 'state') == 'Live' then return 0 end
+delete_server(sid)
+return 1
+"""
+
+LEASE_ACQUIRE = """
+local cid, ttl_ms = ARGV[1], ARGV[2]
+if redis.call('EXISTS', P .. 'leader:lease') == 1 then return 0 end
+local epoch = redis.call('INCR', P .. 'leader:epoch')
+redis.call('SET', P .. 'leader:lease', cid .. ':' .. epoch, 'PX', ttl_ms)
+return epoch
+"""
+
+LEASE_RENEW = """
+local cid, epoch, ttl_ms = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('GET', P .. 'leader:lease') ~= cid .. ':' .. epoch then return 0 end
+redis.call('PEXPIRE', P .. 'leader:lease', ttl_ms)
+return 1
+"""
+
+LEASE_RELEASE = """
+local cid, epoch = ARGV[1], ARGV[2]
+if redis.call('GET', P .. 'leader:lease') ~= cid .. ':' .. epoch then return 0 end
+redis.call('DEL', P .. 'leader:lease')
+return 1
+"""
+
+
+def script(body: str, *, fenced: bool = False) -> str:
+    """The full source of one script: prelude, optional fence, body."""
+    return PRELUDE + (FENCE if fenced else "") + body

@@ -1,0 +1,160 @@
+"""The Lua scripts and the reconcile pass against a real Redis, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from refplat.controller import Controller, ControllerSettings
+from refplat.lease import Lease, Term
+from refplat.model import EndReason, GameServerState, SessionState
+from refplat.runtime import HostPort
+from refplat.store import PREFIX, FencedError, Store, connect
+
+pytestmark = pytest.mark.integration
+
+
+def with_store(redis_url: str, body: Callable[[Store], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        store = Store(connect(redis_url))
+        try:
+            return await body(store)
+        finally:
+            await store.redis.aclose()
+
+    return asyncio.run(run())
+
+
+def controller(store: Store, name: str = "a", heartbeat_timeout_s: float = 10) -> Controller:
+    settings = ControllerSettings(
+        controller_id=name,
+        listen=HostPort("127.0.0.1", 0),
+        heartbeat_timeout_s=heartbeat_timeout_s,
+    )
+    return Controller(store=store, settings=settings)
+
+
+async def lead(store: Store, name: str = "a") -> Term:
+    lease = Lease(store=store, holder=name, ttl_s=5)
+    assert await lease.tick()
+    assert lease.term is not None
+    return lease.term
+
+
+async def ready_servers(store: Store, ctl: Controller, term: Term, count: int) -> list[str]:
+    """Create ``count`` servers for tenant t1 and walk them to Ready on node n1."""
+    await store.run("HEARTBEAT", "n1", "127.0.0.1")
+    ids = [f"gs-{i}" for i in range(count)]
+    for sid in ids:
+        await store.create_server(server_id=sid, tenant="t1", region="local", version="1.21")
+    await ctl.reconcile_pass(term)
+    for port, sid in enumerate(ids, start=30000):
+        assert 1 == await store.run("MARK_READY", sid, "n1", port)
+    return ids
+
+
+def test_concurrent_allocations_never_share_a_server(redis_url: str) -> None:
+    async def body(store: Store) -> list[tuple[str, str]]:
+        ctl = controller(store)
+        await ready_servers(store, ctl, await lead(store), 5)
+        return await asyncio.gather(
+            *(
+                store.allocate(tenant="t1", region=None, session_id=f"s-{i}", ttl_s=60, idem_key="")
+                for i in range(20)
+            )
+        )
+
+    outcomes = with_store(redis_url, body)
+
+    created = [sid for outcome, sid in outcomes if outcome == "created"]
+    assert (5, 15) == (len(created), sum(outcome == "none" for outcome, _ in outcomes))
+
+    async def servers_of(store: Store) -> set[str]:
+        return {s.server_id for s in await store.list_sessions(tenant="t1")}
+
+    assert 5 == len(with_store(redis_url, servers_of))
+
+
+def test_the_same_idempotency_key_returns_the_same_session(redis_url: str) -> None:
+    async def body(store: Store) -> list[tuple[str, str]]:
+        await ready_servers(store, controller(store), await lead(store), 2)
+        first = await store.allocate(
+            tenant="t1", region="local", session_id="s-1", ttl_s=60, idem_key="k"
+        )
+        again = await store.allocate(
+            tenant="t1", region="local", session_id="s-2", ttl_s=60, idem_key="k"
+        )
+        return [first, again]
+
+    assert [("created", "s-1"), ("existing", "s-1")] == with_store(redis_url, body)
+
+
+def test_a_deposed_leader_cannot_write_after_a_takeover(redis_url: str) -> None:
+    async def body(store: Store) -> tuple[Term, Term]:
+        old = await lead(store, "a")
+        await store.redis.delete(f"{PREFIX}leader:lease")  # as if "a" froze past its TTL
+        new = await lead(store, "b")
+        await store.create_server(server_id="gs-1", tenant="t1", region="local", version="1.21")
+        await store.run("HEARTBEAT", "n1", "127.0.0.1")
+        with pytest.raises(FencedError):
+            await store.run("CTL_SCHEDULE", old.holder, old.epoch, "gs-1", "n1")
+        server = await store.get_server("gs-1")
+        assert server is not None
+        assert GameServerState.CREATING == server.state
+        return old, new
+
+    old, new = with_store(redis_url, body)
+
+    assert (1, 2) == (old.epoch, new.epoch)
+
+
+def test_an_expired_session_ends_and_frees_its_server(redis_url: str) -> None:
+    async def body(store: Store) -> tuple[Any, Any]:
+        ctl = controller(store)
+        term = await lead(store)
+        await ready_servers(store, ctl, term, 1)
+        await store.allocate(tenant="t1", region=None, session_id="s-1", ttl_s=0.05, idem_key="")
+        await asyncio.sleep(0.1)
+        await ctl.reconcile_pass(term)
+        return await store.get_session("s-1"), await store.get_server("gs-0")
+
+    session, server = with_store(redis_url, body)
+
+    assert (SessionState.ENDED, EndReason.EXPIRED) == (session.state, session.reason)
+    assert (GameServerState.READY, None) == (server.state, server.session)
+
+
+def test_a_lost_node_sends_its_servers_back_to_creating_and_its_sessions_end(
+    redis_url: str,
+) -> None:
+    async def body(store: Store) -> tuple[Any, Any]:
+        ctl = controller(store, heartbeat_timeout_s=0.05)
+        term = await lead(store)
+        await ready_servers(store, ctl, term, 1)
+        await store.allocate(tenant="t1", region=None, session_id="s-1", ttl_s=60, idem_key="")
+        await asyncio.sleep(0.1)
+        await ctl.reconcile_pass(term)
+        return await store.get_session("s-1"), await store.get_server("gs-0")
+
+    session, server = with_store(redis_url, body)
+
+    assert (SessionState.ENDED, EndReason.SERVER_LOST) == (session.state, session.reason)
+    assert (GameServerState.CREATING, None, None) == (server.state, server.node, server.port)
+
+
+def test_ending_a_session_twice_is_idempotent_and_keeps_the_record(redis_url: str) -> None:
+    async def body(store: Store) -> list[Any]:
+        await ready_servers(store, controller(store), await lead(store), 1)
+        await store.allocate(tenant="t1", region=None, session_id="s-1", ttl_s=60, idem_key="")
+        results = []
+        for _ in range(2):
+            await store.end_session(session_id="s-1", tenant="t1", reason=EndReason.COMPLETED)
+            results.append(await store.get_session("s-1"))
+        return results
+
+    first, second = with_store(redis_url, body)
+
+    assert first == second
+    assert (SessionState.ENDED, EndReason.COMPLETED) == (first.state, first.reason)
