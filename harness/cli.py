@@ -1,2 +1,174 @@
-def main() -> int:
-    return 0
+"""The ``harness`` command: certify, up, down.
+
+Exit codes: 0 PASS, 1 an SLO failed or an experiment deviated, 2 harness or infrastructure
+error (INVALID), 3 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from harness.config import Settings, load_settings
+from harness.engine.certify import CertifyRequest, Interrupted, certify
+from harness.engine.lifecycle import bring_down, bring_up, reap_stale_runs
+from harness.model import ExitCode, RunRecord
+from harness.report import render_table, write_junit, write_run_json
+from harness.targets import TARGETS, LocalTopology
+from harness.util.errors import ConfigError, HarnessError
+
+log = logging.getLogger("harness")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Resilience and validation harness for game-server hosting platforms.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profile", default="smoke", help="profile name or file (default: smoke)")
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override one setting, e.g. topology.controller_replicas=1",
+        )
+        p.add_argument(
+            "--reports-dir",
+            type=Path,
+            default=Path("reports"),
+            help="where run directories go (default: reports)",
+        )
+
+    c = sub.add_parser("certify", help="deploy, load, inject faults, judge the SLOs, report")
+    c.add_argument("--target", choices=TARGETS, default="local")
+    common(c)
+    u = sub.add_parser("up", help="deploy and seed the local target and leave it running")
+    common(u)
+    sub.add_parser("down", help="tear down what `harness up` started (and what crashed runs left)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return ExitCode.USAGE if exc.code else ExitCode.PASS
+    _configure_logging(verbose=args.verbose)
+    state_dir = Path(".harness")
+    _install_signal_handlers()
+    try:
+        reap_stale_runs(state_dir)
+        if args.command == "down":
+            stopped = bring_down(state_dir)
+            print(f"harness down: stopped {len(stopped)} processes")
+            return ExitCode.PASS
+        settings = _settings(args)
+        run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+        run_dir = (args.reports_dir / run_id).resolve()
+        if args.command == "up":
+            return _up(settings, run_id=run_id, run_dir=run_dir, state_dir=state_dir)
+        return _certify(args, settings, run_id=run_id, run_dir=run_dir, state_dir=state_dir)
+    except ConfigError as exc:
+        print("harness: configuration error:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        print("Nothing was started.", file=sys.stderr)
+        return ExitCode.USAGE
+    except HarnessError as exc:
+        print(f"harness: {exc}", file=sys.stderr)
+        return ExitCode.INFRA
+    except Interrupted:
+        print("harness: interrupted; everything started was stopped.", file=sys.stderr)
+        return ExitCode.INFRA
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        args.profile, repo_root=Path.cwd(), env=dict(os.environ), overrides=list(args.overrides)
+    )
+
+
+def _certify(
+    args: argparse.Namespace, settings: Settings, *, run_id: str, run_dir: Path, state_dir: Path
+) -> int:
+    request = CertifyRequest(
+        settings=settings,
+        target=args.target,
+        repo_root=Path.cwd(),
+        run_dir=run_dir,
+        run_id=run_id,
+        state_dir=state_dir,
+    )
+    log.info(
+        "run %s: profile %s on target %s; files in %s", run_id, settings.name, args.target, run_dir
+    )
+    record = certify(request)
+    _write_reports(record, run_dir)
+    print(render_table(record))
+    print(f"run.json: {run_dir / 'run.json'}")
+    return int(record.exit_code)
+
+
+def _write_reports(record: RunRecord, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_run_json(record, run_dir / "run.json")
+    write_junit(record, run_dir / "junit.xml")
+
+
+def _up(settings: Settings, *, run_id: str, run_dir: Path, state_dir: Path) -> int:
+    topology = LocalTopology(
+        api_replicas=settings.topology.api_replicas,
+        controller_replicas=settings.topology.controller_replicas,
+        node_agents=settings.topology.node_agents,
+        ready_timeout_s=settings.timeouts.ready_s,
+    )
+    endpoints = bring_up(
+        run_id=run_id,
+        run_dir=run_dir,
+        state_dir=state_dir,
+        topology=topology,
+        servers=settings.topology.game_servers,
+    )
+    print(f"harness up: run {run_id} is running")
+    print(f"  API:        {endpoints.api_url}")
+    print(f"  Prometheus: {endpoints.prometheus_url}")
+    print(f"  target:     {state_dir / 'target.json'} -> {run_dir / 'target.json'}")
+    print("  try:        chaos run experiments/controller-leader-kill.yaml")
+    print("  stop with:  harness down")
+    return ExitCode.PASS
+
+
+def _configure_logging(*, verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("urllib3", "chaostoolkit", "prometheus_api_client"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _install_signal_handlers() -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut teardown
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

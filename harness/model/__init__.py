@@ -3,6 +3,7 @@
 Instants are POSIX timestamps (float seconds, UTC); ``harness.report`` formats them.
 """
 
+from harness.model._endpoints import Endpoints, ProcessInfo
 from harness.model._run import (
     ExitCode,
     FaultRecord,
@@ -16,10 +17,12 @@ from harness.model._run import (
 )
 
 __all__ = [
+    "Endpoints",
     "ExitCode",
     "FaultRecord",
     "LoadSummary",
     "PhaseRecord",
+    "ProcessInfo",
     "RunRecord",
     "SloResult",
     "Verdict",

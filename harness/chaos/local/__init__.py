@@ -1,0 +1,1 @@
+"""Activities against the ``local`` target: its processes, addresses and timeline."""

@@ -1,0 +1,1 @@
+"""Drivers: each wraps one outside tool and turns its errors into harness errors."""

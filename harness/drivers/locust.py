@@ -1,0 +1,192 @@
+"""Locust driver: always a subprocess (importing locust monkey-patches the process with gevent).
+
+The run is bounded twice: Locust's own ``--run-time`` and our SIGTERM at the end of the
+scenario. Statistics come from Locust's ``--json-file``, written when it stops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.model import LoadSummary
+from harness.util.errors import DriverError
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class LocustSpec:
+    """What to run: the locustfile, the API host, users and the hard upper bound on duration."""
+
+    locustfile: Path
+    host: str
+    users: int
+    spawn_rate: float
+    max_runtime_s: int
+    extra_args: tuple[str, ...] = ()
+
+
+def locust_binary() -> str:
+    """The ``locust`` script beside this interpreter (the project's venv), else on PATH."""
+    beside = Path(sys.executable).with_name("locust")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("locust")
+    if found is None:
+        raise DriverError("Locust is not installed in this environment; run scripts/setup.sh.")
+    return found
+
+
+class LocustRun:
+    """One headless Locust process; a context manager that always stops it."""
+
+    def __init__(self, spec: LocustSpec, *, out_dir: Path, env: Mapping[str, str]) -> None:
+        self.spec = spec
+        self.out_dir = out_dir
+        self.env = dict(env)
+        self.json_path = out_dir / "locust-stats.json"
+        self.log_path = out_dir / "locust.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        s = self.spec
+        return [
+            locust_binary(),
+            "-f",
+            str(s.locustfile),
+            "--headless",
+            "-u",
+            str(s.users),
+            "-r",
+            str(s.spawn_rate),
+            "-t",
+            f"{s.max_runtime_s}s",
+            "--host",
+            s.host,
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+            "--csv",
+            str(self.out_dir / "locust"),
+            "--json-file",
+            str(self.out_dir / "locust-stats"),
+            "--stop-timeout",
+            "5",
+            "--exit-code-on-error",
+            "0",
+            *s.extra_args,
+        ]
+
+    def __enter__(self) -> LocustRun:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log_file:
+            self._proc = subprocess.Popen(
+                self.argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+        log.info("locust started (pid %d)", self._proc.pid)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def check_running(self) -> None:
+        """Raise DriverError with Locust's own words when it exited early (a locustfile error)."""
+        if self._proc is not None and self._proc.poll() is not None:
+            raise DriverError(
+                f"Locust exited early with code {self._proc.returncode}; the end of "
+                f"{self.log_path}:\n{_tail(self.log_path)}"
+            )
+
+    def stop(self) -> int | None:
+        """SIGTERM Locust (it then writes its statistics), SIGKILL if it hangs; return its code."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("locust ignored SIGTERM for %g s; killing it", STOP_TIMEOUT_S)
+                proc.kill()
+                proc.wait(timeout=5)
+        return proc.returncode
+
+    def summary(self) -> LoadSummary:
+        """Whole-run statistics from Locust's JSON file."""
+        try:
+            entries = json.loads(self.json_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DriverError(
+                f"Locust wrote no readable statistics to {self.json_path} ({exc}); see "
+                f"{self.log_path}:\n{_tail(self.log_path)}"
+            ) from exc
+        return summarize(entries)
+
+
+def summarize(entries: Sequence[Mapping[str, Any]]) -> LoadSummary:
+    """Aggregate Locust's per-request entries: totals, exact percentiles from the histograms."""
+    histogram: dict[int, int] = {}
+    by_name: dict[str, dict[str, float]] = {}
+    requests = failures = 0
+    first = last = None
+    for e in entries:
+        n, f = int(e["num_requests"]), int(e["num_failures"])
+        requests += n
+        failures += f
+        times = {int(k): int(v) for k, v in e.get("response_times", {}).items()}
+        for k, v in times.items():
+            histogram[k] = histogram.get(k, 0) + v
+        by_name[f"{e['method']} {e['name']}"] = {
+            "requests": n,
+            "failures": f,
+            "p50_ms": _percentile(times, 0.50) or 0.0,
+            "p99_ms": _percentile(times, 0.99) or 0.0,
+        }
+        first = min(filter(None, (first, e.get("start_time"))), default=None)
+        last = max(filter(None, (last, e.get("last_request_timestamp"))), default=None)
+    duration = (last - first) if first is not None and last is not None else 0.0
+    return LoadSummary(
+        requests=requests,
+        failures=failures,
+        p50_ms=_percentile(histogram, 0.50),
+        p99_ms=_percentile(histogram, 0.99),
+        rps=(requests / duration) if duration > 0 else None,
+        by_name=by_name,
+    )
+
+
+def _percentile(histogram: Mapping[int, int], q: float) -> float | None:
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= rank:
+            return float(value)
+    return float(max(histogram))
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,218 @@
+"""Process supervisor: starts real processes, records them in a ledger, stops them on every path.
+
+Every process gets its own session (so a Ctrl-C on the terminal reaches the harness, which then
+stops its children in order) and its own log file. The ledger (JSON) lists each pid with its
+start time from ``/proc``, so ``harness down`` or the next run can stop what a killed run left
+without ever signalling a recycled pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.util.errors import InfraError
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 5.0
+
+
+def proc_start_ticks(pid: int) -> int | None:
+    """Return the start time of ``pid`` in clock ticks since boot, or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def alive(pid: int, start_ticks: int | None) -> bool:
+    """Return whether the process ``pid`` that started at ``start_ticks`` still runs."""
+    ticks = proc_start_ticks(pid)
+    if ticks is None or (start_ticks is not None and ticks != start_ticks):
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@dataclass
+class ManagedProcess:
+    """One supervised process."""
+
+    name: str
+    role: str
+    argv: tuple[str, ...]
+    popen: subprocess.Popen[bytes] | None
+    pid: int
+    start_ticks: int | None
+    log_path: Path
+    expected_exit: bool = False
+
+    def running(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return alive(self.pid, self.start_ticks)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Supervisor:
+    """Owns a set of processes of one run; use it as a context manager to stop them all."""
+
+    def __init__(self, run_dir: Path, *, detach: bool = False) -> None:
+        self.run_dir = run_dir
+        self.detach = detach
+        self.processes: dict[str, ManagedProcess] = {}
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.ledger_path = run_dir / "ledger.json"
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.detach:
+            self.stop_all()
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        role: str,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> ManagedProcess:
+        """Start ``argv`` as process ``name``; its output goes to ``logs/<name>.log``."""
+        if name in self.processes:
+            raise InfraError(f"Process name {name!r} is already in use in this run.")
+        log_path = self.run_dir / "logs" / f"{name}.log"
+        full_env = {**os.environ, **(env or {})}
+        with log_path.open("ab") as log_file:
+            try:
+                popen = subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env=full_env,
+                    cwd=cwd,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise InfraError(f"Could not start {name} ({argv[0]}): {exc}.") from exc
+        proc = ManagedProcess(
+            name=name,
+            role=role,
+            argv=tuple(argv),
+            popen=popen,
+            pid=popen.pid,
+            start_ticks=proc_start_ticks(popen.pid),
+            log_path=log_path,
+        )
+        self.processes[name] = proc
+        self._write_ledger()
+        log.info("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
+        return proc
+
+    def check_alive(self, name: str) -> None:
+        """Raise InfraError with the log tail when ``name`` has exited."""
+        proc = self.processes[name]
+        if not proc.running():
+            raise InfraError(
+                f"{name} exited during start-up; the end of {proc.log_path}:\n{proc.log_tail()}"
+            )
+
+    def unexpected_exits(self) -> list[str]:
+        """Names of processes that died without a fault having been recorded against them."""
+        return [p.name for p in self.processes.values() if not p.expected_exit and not p.running()]
+
+    def stop_all(self) -> None:
+        """SIGTERM every process (newest first), then SIGKILL what is left after a grace period."""
+        stop_processes(list(reversed(self.processes.values())))
+        self.processes.clear()
+        self._write_ledger()
+
+    def _write_ledger(self) -> None:
+        entries = [
+            {
+                "name": p.name,
+                "role": p.role,
+                "pid": p.pid,
+                "start_ticks": p.start_ticks,
+                "argv": list(p.argv),
+                "log": str(p.log_path),
+            }
+            for p in self.processes.values()
+        ]
+        tmp = self.ledger_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"owner_pid": os.getpid(), "processes": entries}, indent=2))
+        tmp.replace(self.ledger_path)
+
+
+def stop_processes(processes: Sequence[ManagedProcess]) -> None:
+    """Stop ``processes`` and their process groups: SIGTERM, wait, then SIGKILL."""
+    for proc in processes:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for proc in processes:
+        while proc.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.running():
+            log.warning("%s (pid %d) ignored SIGTERM; sending SIGKILL", proc.name, proc.pid)
+            _signal_group(proc, signal.SIGKILL)
+        if proc.popen is not None:
+            try:
+                proc.popen.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                log.error("%s (pid %d) did not exit after SIGKILL", proc.name, proc.pid)
+
+
+def _signal_group(proc: ManagedProcess, sig: signal.Signals) -> None:
+    # Each process leads its own session and group (start_new_session), so pgid == pid; signal
+    # the group only while its leader is the very process we started (never a recycled pid).
+    if not proc.running():
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def stop_ledger(ledger_path: Path) -> list[str]:
+    """Stop every still-running process listed in a ledger; return the names stopped."""
+    try:
+        data = json.loads(ledger_path.read_text())
+    except (OSError, ValueError):
+        return []
+    procs = [
+        ManagedProcess(
+            name=e["name"],
+            role=e.get("role", ""),
+            argv=tuple(e.get("argv", ())),
+            popen=None,
+            pid=int(e["pid"]),
+            start_ticks=e.get("start_ticks"),
+            log_path=Path(e.get("log", "/dev/null")),
+        )
+        for e in data.get("processes", [])
+    ]
+    running = [p for p in procs if p.running()]
+    stop_processes(list(reversed(running)))
+    return [p.name for p in running]

@@ -1,0 +1,71 @@
+"""Fault records: the experiment outcomes joined with the instants on the timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from harness.engine.timeline import Timeline
+from harness.model import FaultRecord, SloResult, Verdict
+
+
+def fault_records(
+    timeline: Timeline, experiments: Sequence[Path], outcomes: Sequence[FaultRecord]
+) -> tuple[FaultRecord, ...]:
+    """One record per fault injected inside each experiment's phase.
+
+    An experiment that injected nothing yields one INVALID record: the fault was not applied,
+    so nothing about recovery can be concluded.
+    """
+    phases = {p.name: p for p in timeline.phases()}
+    injected = [e for e in timeline.faults() if e.get("event") == "injected"]
+    records: list[FaultRecord] = []
+    for path, outcome in zip(experiments, outcomes, strict=True):
+        phase = phases.get(f"fault:{path.stem}")
+        inside = [e for e in injected if phase and phase.start <= e["at"] <= phase.end]
+        if not inside:
+            detail = f"the fault was not applied ({outcome.detail})"
+            records.append(replace(outcome, status=Verdict.INVALID, detail=detail))
+            continue
+        records += [
+            replace(outcome, name=e["name"], injected_at=e["at"], detail=_detail(e, outcome))
+            for e in inside
+        ]
+    return tuple(records)
+
+
+def with_recoveries(
+    faults: Sequence[FaultRecord], results: Sequence[SloResult]
+) -> tuple[FaultRecord, ...]:
+    """Fill each fault's recovery instant from the recovery-time SLO measured over it."""
+    out = []
+    for fault in faults:
+        recovery = next(
+            (
+                r.value
+                for r in results
+                if r.query
+                and r.value is not None
+                and fault.injected_at is not None
+                and r.window.start == fault.injected_at
+                and r.window.name.endswith(fault.name)
+            ),
+            None,
+        )
+        if recovery is not None and fault.injected_at is not None:
+            out.append(replace(fault, recovered_at=fault.injected_at + recovery))
+        else:
+            out.append(fault)
+    return tuple(out)
+
+
+def _detail(event: dict[str, object] | object, outcome: FaultRecord) -> str:
+    parts = []
+    if isinstance(event, dict):
+        if event.get("target"):
+            parts.append(f"on {event['target']}")
+        if event.get("detail"):
+            parts.append(str(event["detail"]))
+    parts.append(outcome.detail)
+    return "; ".join(parts)

@@ -1,0 +1,78 @@
+"""Seeding a freshly deployed platform: a tenant, its game servers, sessions held over faults."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.drivers.platform_api import PlatformApi
+from harness.model import Endpoints
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Seeded:
+    tenant_id: str
+    tenant_token_file: Path
+    servers: tuple[dict[str, Any], ...]
+
+
+def seed_platform(endpoints: Endpoints, *, servers: int, ready_timeout_s: float) -> Seeded:
+    """Create tenant ``harness`` and ``servers`` game servers; wait until all are Ready."""
+    admin = PlatformApi(endpoints.api_url, token=endpoints.admin_token())
+    tenant = admin.create_tenant("harness")
+    token_file = Path(endpoints.admin_token_file).with_name("tenant-token")
+    token_file.write_text(tenant["token"])
+    os.chmod(token_file, 0o600)
+    api = admin.as_token(tenant["token"])
+    for _ in range(servers):
+        api.create_server(region="local")
+    ready = api.wait_servers_ready(servers, timeout_s=ready_timeout_s)
+    log.info("seeded tenant %s with %d Ready game servers", tenant["id"], len(ready))
+    write_probe_targets(endpoints, ready)
+    return Seeded(tenant["id"], token_file, tuple(ready))
+
+
+def write_probe_targets(endpoints: Endpoints, servers: list[dict[str, Any]]) -> None:
+    """Point the blackbox TCP probes at every placed game server (Prometheus file discovery)."""
+    sd_file = endpoints.extra.get("gameservers_sd_file")
+    if not sd_file:
+        return
+    groups = [
+        {"targets": [f"{s['address']}:{s['port']}"], "labels": {"gameserver": s["id"]}}
+        for s in servers
+        if s.get("address") and s.get("port")
+    ]
+    tmp = Path(sd_file).with_suffix(".tmp")
+    tmp.write_text(json.dumps(groups))
+    tmp.replace(sd_file)
+
+
+def hold_sessions(endpoints: Endpoints, count: int) -> list[str]:
+    """Allocate ``count`` sessions that stay Active across the faults; return their ids."""
+    api = PlatformApi(endpoints.api_url, token=endpoints.tenant_token())
+    return [api.allocate(key=f"harness-held-{i}")["id"] for i in range(count)]
+
+
+def active_sessions(endpoints: Endpoints) -> list[str]:
+    """Ids of every Active session now (all tenants)."""
+    admin = PlatformApi(endpoints.api_url, token=endpoints.admin_token())
+    return [s["id"] for s in admin.sessions("Active")]
+
+
+def preserved_share(endpoints: Endpoints, session_ids: list[str]) -> tuple[float | None, list[str]]:
+    """Share of ``session_ids`` that still exist, Active or ended by their tenant; and the lost."""
+    if not session_ids:
+        return None, []
+    admin = PlatformApi(endpoints.api_url, token=endpoints.admin_token())
+    lost = []
+    for sid in session_ids:
+        s = admin.session(sid)
+        if s is None or not (s["state"] == "Active" or s.get("reason") == "Completed"):
+            lost.append(sid)
+    return 1.0 - len(lost) / len(session_ids), lost

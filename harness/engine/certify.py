@@ -1,0 +1,299 @@
+"""The certification scenario: deploy, warm up, baseline, faults, recovery, evaluate, report.
+
+Teardown happens on every path (Ctrl-C and SIGTERM included): the target and the load generator
+are context managers, and evaluation reads Prometheus before the target goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from harness.config import Settings
+from harness.drivers import chaos
+from harness.drivers.locust import LocustRun, LocustSpec
+from harness.drivers.prometheus import PrometheusClient
+from harness.engine import _seed
+from harness.engine._faults import fault_records
+from harness.engine.lifecycle import register_run, unregister_run
+from harness.engine.timeline import Timeline
+from harness.model import (
+    Endpoints,
+    ExitCode,
+    FaultRecord,
+    LoadSummary,
+    RunRecord,
+    SloResult,
+    Verdict,
+    Window,
+    combine_verdicts,
+)
+from harness.slo import SloSpec, evaluate_slos, load_slo_file
+from harness.targets import LocalTarget, LocalTopology, find_binaries
+from harness.util.errors import ConfigError, HarnessError
+
+log = logging.getLogger(__name__)
+
+HELD_SESSIONS = 2
+LOCUST_MARGIN_S = 300
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM: stop, tear down, report what was done."""
+
+
+@dataclass(frozen=True)
+class CertifyRequest:
+    """One certification run: settings, target and where its files go."""
+
+    settings: Settings
+    target: str
+    repo_root: Path
+    run_dir: Path
+    run_id: str
+    state_dir: Path
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass
+class _Outcome:
+    slos: tuple[SloResult, ...] = ()
+    faults: tuple[FaultRecord, ...] = ()
+    load: LoadSummary | None = None
+    errors: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+
+
+def preflight(req: CertifyRequest) -> tuple[tuple[SloSpec, ...], list[Path]]:
+    """Check every input before anything starts; raise ConfigError listing every problem."""
+    if req.target != "local":
+        raise ConfigError(
+            f"--target {req.target}: only the local target is built so far; "
+            "use --target local (the kube and kind targets come with the Kubernetes work)."
+        )
+    problems: list[str] = []
+    specs: tuple[SloSpec, ...] = ()
+    try:
+        specs = load_slo_file(req.repo_root / req.settings.slos)
+    except ConfigError as exc:
+        problems += exc.problems
+    experiments = [req.repo_root / e for e in req.settings.experiments]
+    for path in experiments:
+        try:
+            chaos.validate_experiment(path)
+        except ConfigError as exc:
+            problems += exc.problems
+    if not (req.repo_root / req.settings.load.locustfile).is_file():
+        problems.append(f"{req.settings.load.locustfile}: no such locustfile.")
+    if problems:
+        raise ConfigError(problems)
+    find_binaries()
+    return specs, experiments
+
+
+def certify(req: CertifyRequest) -> RunRecord:
+    """Run the whole scenario and return its record; reports are the caller's."""
+    specs, experiments = preflight(req)
+    req.run_dir.mkdir(parents=True, exist_ok=True)
+    timeline = Timeline(req.run_dir / "timeline.jsonl")
+    started = time.time()
+    outcome = _Outcome()
+    register_run(req.state_dir, req.run_id, req.run_dir, detached=False)
+    try:
+        _run(req, specs, experiments, timeline, outcome)
+    except Interrupted:
+        outcome.invalid.append("the run was interrupted (Ctrl-C or SIGTERM); teardown completed")
+    except HarnessError as exc:
+        outcome.invalid.append(str(exc))
+    finally:
+        unregister_run(req.state_dir, req.run_id)
+    return _record(req, started, timeline, outcome)
+
+
+def _run(
+    req: CertifyRequest,
+    specs: tuple[SloSpec, ...],
+    experiments: list[Path],
+    timeline: Timeline,
+    outcome: _Outcome,
+) -> None:
+    s = req.settings
+    topology = LocalTopology(
+        api_replicas=s.topology.api_replicas,
+        controller_replicas=s.topology.controller_replicas,
+        node_agents=s.topology.node_agents,
+        ready_timeout_s=s.timeouts.ready_s,
+    )
+    with LocalTarget(run_id=req.run_id, run_dir=req.run_dir, topology=topology) as target:
+        with timeline.phase("deploy"):
+            endpoints = target.deploy()
+            seeded = _seed.seed_platform(
+                endpoints, servers=s.topology.game_servers, ready_timeout_s=s.timeouts.ready_s
+            )
+            endpoints = _with_tenant(endpoints, seeded.tenant_token_file)
+            target_file = req.run_dir / "target.json"
+            endpoints.write(target_file)
+            prom = PrometheusClient(endpoints.prometheus_url, timeout_s=10)
+            prom.wait_targets_up(
+                [
+                    "refplat-api",
+                    "refplat-controller",
+                    "refplat-agent",
+                    "probe-api",
+                    "probe-gameservers",
+                ],
+                timeout_s=s.timeouts.ready_s,
+            )
+        spec = LocustSpec(
+            locustfile=req.repo_root / s.load.locustfile,
+            host=endpoints.api_url,
+            users=s.load.users,
+            spawn_rate=s.load.spawn_rate,
+            max_runtime_s=int(s.phases.warmup_s + s.phases.baseline_s + s.phases.recovery_s)
+            + LOCUST_MARGIN_S,
+            extra_args=("--harness-target-file", str(target_file)),
+        )
+        env = {**os.environ, "HARNESS_TARGET_FILE": str(target_file)}
+        with LocustRun(spec, out_dir=req.run_dir / "locust", env=env) as load:
+            _hold(req, timeline, "warm-up", s.phases.warmup_s, load)
+            _hold(req, timeline, "baseline", s.phases.baseline_s, load)
+            _seed.hold_sessions(endpoints, HELD_SESSIONS)
+            before = _seed.active_sessions(endpoints)
+            for path in experiments:
+                _run_experiment(path, target_file, req, timeline, outcome)
+            _hold(req, timeline, "recovery", s.phases.recovery_s, load)
+            load.check_running()
+            load.stop()
+            outcome.load = load.summary()
+        with timeline.phase("evaluate"):
+            share, lost = _seed.preserved_share(endpoints, before)
+            _mark_killed(target, timeline)
+            dead = target.supervisor.unexpected_exits()
+            if dead:
+                outcome.invalid.append(f"processes died without a fault: {', '.join(dead)}")
+            req.sleep(2 * prom.scrape_interval_s + 0.5)  # let the last samples land
+            run_window = _run_window(timeline)
+            outcome.faults = fault_records(timeline, experiments, outcome.faults)
+            outcome.slos = evaluate_slos(
+                specs,
+                prom=prom,
+                run_window=run_window,
+                phases=tuple(timeline.phases()),
+                faults=outcome.faults,
+                external={"sessions-preserved": share},
+            )
+            if lost:
+                outcome.errors.append(f"sessions lost over the faults: {', '.join(lost)}")
+
+
+def _hold(
+    req: CertifyRequest, timeline: Timeline, name: str, seconds: float, load: LocustRun
+) -> None:
+    """Keep the load running through phase ``name`` for ``seconds``, checking Locust each second."""
+    log.info("phase %s: %g s", name, seconds)
+    with timeline.phase(name):
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            req.sleep(min(1.0, left))
+            load.check_running()
+
+
+def _run_experiment(
+    path: Path, target_file: Path, req: CertifyRequest, timeline: Timeline, outcome: _Outcome
+) -> None:
+    name = path.stem
+    log.info("phase fault %s: running the experiment", name)
+    with timeline.phase(f"fault:{name}"):
+        result = chaos.run_experiment(
+            path,
+            config_vars={"harness_target_file": str(target_file)},
+            journal_path=req.run_dir / "chaos" / f"{name}.journal.json",
+        )
+    outcome.faults += (
+        FaultRecord(
+            name=name,
+            experiment=str(path.relative_to(req.repo_root)),
+            injected_at=None,
+            recovered_at=None,
+            status=result.verdict,
+            detail=_chaos_detail(result),
+        ),
+    )
+
+
+def _chaos_detail(result: chaos.ChaosOutcome) -> str:
+    if result.deviated:
+        return "the steady-state hypothesis deviated after the fault"
+    if result.failed_activities:
+        return f"activities failed: {', '.join(result.failed_activities)}"
+    return f"experiment {result.status}"
+
+
+def _mark_killed(target: LocalTarget, timeline: Timeline) -> None:
+    """Processes a fault killed on purpose are not unexpected deaths."""
+    killed = {e.get("target") for e in timeline.faults() if e.get("event") == "injected"}
+    for name, proc in target.supervisor.processes.items():
+        if name in killed:
+            proc.expected_exit = True
+
+
+def _run_window(timeline: Timeline) -> Window:
+    phases = {p.name: p for p in timeline.phases()}
+    start = (
+        phases["warm-up"].start if "warm-up" in phases else min(p.start for p in phases.values())
+    )
+    end = phases["recovery"].end if "recovery" in phases else max(p.end for p in phases.values())
+    return Window("run", start, end)
+
+
+def _with_tenant(endpoints: Endpoints, token_file: Path) -> Endpoints:
+    return replace(endpoints, tenant_token_file=str(token_file))
+
+
+def _record(
+    req: CertifyRequest, started: float, timeline: Timeline, outcome: _Outcome
+) -> RunRecord:
+    verdicts = [r.verdict for r in outcome.slos if r.severity == "gate"]
+    verdicts += [f.status for f in outcome.faults]
+    if outcome.invalid:
+        verdicts.append(Verdict.INVALID)
+    verdict = combine_verdicts(verdicts)
+    exit_code = {
+        Verdict.PASS: ExitCode.PASS,
+        Verdict.FAIL: ExitCode.FAIL,
+        Verdict.INCONCLUSIVE: ExitCode.FAIL,
+    }.get(verdict, ExitCode.INFRA)
+    artifacts = {
+        name: str(path.relative_to(req.run_dir))
+        for name, path in {
+            "timeline": req.run_dir / "timeline.jsonl",
+            "locust_stats": req.run_dir / "locust" / "locust-stats.json",
+            "locust_log": req.run_dir / "locust" / "locust.log",
+            "logs": req.run_dir / "logs",
+            "target": req.run_dir / "target.json",
+        }.items()
+        if path.exists()
+    }
+    for journal in sorted((req.run_dir / "chaos").glob("*.journal.json")):
+        artifacts[f"journal:{journal.name.removesuffix('.journal.json')}"] = str(
+            journal.relative_to(req.run_dir)
+        )
+    return RunRecord(
+        run_id=req.run_id,
+        profile=req.settings.name,
+        target=req.target,
+        started_at=started,
+        ended_at=time.time(),
+        verdict=verdict,
+        exit_code=exit_code,
+        slos=outcome.slos,
+        faults=outcome.faults,
+        phases=tuple(timeline.phases()),
+        load=outcome.load,
+        artifacts=artifacts,
+        errors=tuple(outcome.invalid + outcome.errors),
+    )

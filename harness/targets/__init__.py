@@ -1,0 +1,27 @@
+"""Targets: where the system under test runs, behind one protocol."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from harness.model import Endpoints
+from harness.targets._local import LocalTarget, LocalTopology, find_binaries
+
+TARGETS = ("local", "kube", "kind")
+
+
+class Target(Protocol):
+    """Deploy, report endpoints and capabilities, tear down (also on Ctrl-C, via ``__exit__``)."""
+
+    name: str
+    capabilities: frozenset[str]
+
+    def deploy(self) -> Endpoints: ...
+
+    @property
+    def endpoints(self) -> Endpoints: ...
+
+    def teardown(self) -> None: ...
+
+
+__all__ = ["TARGETS", "LocalTarget", "LocalTopology", "Target", "find_binaries"]

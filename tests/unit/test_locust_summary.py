@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from harness.drivers.locust import LocustRun, LocustSpec, summarize
+from harness.model import LoadSummary
+
+
+def _entry(name: str, times: dict[str, int], failures: int = 0) -> dict[str, object]:
+    return {
+        "name": name,
+        "method": "GET",
+        "num_requests": sum(times.values()),
+        "num_failures": failures,
+        "response_times": times,
+        "start_time": 100.0,
+        "last_request_timestamp": 110.0,
+    }
+
+
+def test_percentiles_are_exact_over_the_merged_histograms() -> None:
+    summary = summarize([_entry("/a", {"10": 98}), _entry("/b", {"10": 1, "400": 1}, failures=1)])
+    assert 100 == summary.requests
+    assert 1 == summary.failures
+    assert 10.0 == summary.p50_ms
+    assert 10.0 == summary.p99_ms  # the 99th of 100 samples is still 10 ms
+    assert 10.0 == summary.rps
+
+
+def test_the_slowest_sample_decides_the_p99_when_it_is_one_percent() -> None:
+    summary = summarize([_entry("/a", {"10": 97, "400": 3})])
+    assert 400.0 == summary.p99_ms
+
+
+def test_no_requests_gives_no_percentiles() -> None:
+    assert LoadSummary(requests=0, failures=0, p50_ms=None, p99_ms=None, rps=None) == summarize([])
+
+
+def test_locust_is_bounded_by_its_own_run_time(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = LocustSpec(
+        locustfile=tmp_path / "f.py",
+        host="http://127.0.0.1:1",
+        users=2,
+        spawn_rate=1,
+        max_runtime_s=42,
+    )
+    argv = LocustRun(spec, out_dir=tmp_path, env={}).argv()
+    assert "42s" == argv[argv.index("-t") + 1]
+    assert "--headless" in argv
