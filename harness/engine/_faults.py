@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,25 +36,25 @@ def fault_records(
 
 
 def with_recoveries(
-    faults: Sequence[FaultRecord], results: Sequence[SloResult]
+    faults: Sequence[FaultRecord], results: Sequence[SloResult], recovery_slos: Set[str]
 ) -> tuple[FaultRecord, ...]:
-    """Fill each fault's recovery instant from the recovery-time SLO measured over it."""
+    """Fill each fault's recovery instant from the recovery-time SLOs measured over it.
+
+    A recovery-time result's window starts at its fault's injection; with several such SLOs on
+    one fault, the slowest recovery is the fault's.
+    """
     out = []
     for fault in faults:
-        recovery = next(
-            (
-                r.value
-                for r in results
-                if r.query
-                and r.value is not None
-                and fault.injected_at is not None
-                and r.window.start == fault.injected_at
-                and r.window.name.endswith(fault.name)
-            ),
-            None,
-        )
-        if recovery is not None and fault.injected_at is not None:
-            out.append(replace(fault, recovered_at=fault.injected_at + recovery))
+        recoveries = [
+            r.value
+            for r in results
+            if r.name in recovery_slos
+            and r.value is not None
+            and fault.injected_at is not None
+            and r.window.start == fault.injected_at
+        ]
+        if recoveries and fault.injected_at is not None:
+            out.append(replace(fault, recovered_at=fault.injected_at + max(recoveries)))
         else:
             out.append(fault)
     return tuple(out)

@@ -18,7 +18,7 @@ from harness.drivers import chaos
 from harness.drivers.locust import LocustRun, LocustSpec
 from harness.drivers.prometheus import PrometheusClient
 from harness.engine import _seed
-from harness.engine._faults import fault_records
+from harness.engine._faults import fault_records, with_recoveries
 from harness.engine.lifecycle import register_run, unregister_run
 from harness.engine.timeline import Timeline
 from harness.model import (
@@ -32,7 +32,7 @@ from harness.model import (
     Window,
     combine_verdicts,
 )
-from harness.slo import SloSpec, evaluate_slos, load_slo_file
+from harness.slo import IndicatorKind, SloSpec, evaluate_slos, load_slo_file
 from harness.targets import LocalTarget, LocalTopology, find_binaries
 from harness.util.errors import ConfigError, HarnessError
 
@@ -175,7 +175,7 @@ def _run(
             dead = target.supervisor.unexpected_exits()
             if dead:
                 outcome.invalid.append(f"processes died without a fault: {', '.join(dead)}")
-            req.sleep(2 * prom.scrape_interval_s + 0.5)  # let the last samples land
+            req.sleep(2 * prom.scrape_interval_s() + 0.5)  # let the last samples land
             run_window = _run_window(timeline)
             outcome.faults = fault_records(timeline, experiments, outcome.faults)
             outcome.slos = evaluate_slos(
@@ -186,6 +186,10 @@ def _run(
                 faults=outcome.faults,
                 external={"sessions-preserved": share},
             )
+            recovery_slos = {
+                spec.name for spec in specs if spec.indicator.kind is IndicatorKind.RECOVERY_TIME
+            }
+            outcome.faults = with_recoveries(outcome.faults, outcome.slos, recovery_slos)
             if lost:
                 outcome.errors.append(f"sessions lost over the faults: {', '.join(lost)}")
 

@@ -34,15 +34,37 @@ def test_plain_chaos_and_locust_run_against_a_target_brought_up_by_harness(workd
         assert 0 == up.returncode, up.stdout + up.stderr[-3000:]
         assert (workdir / ".harness" / "target.json").is_file()
 
-        chaos = run([str(BIN / "chaos"), "run", "--journal-path", "journal.json",
-                     "experiments/controller-leader-kill.yaml"], cwd=workdir)
+        chaos = run(
+            [
+                str(BIN / "chaos"),
+                "run",
+                "--journal-path",
+                "journal.json",
+                "experiments/controller-leader-kill.yaml",
+            ],
+            cwd=workdir,
+        )
         assert 0 == chaos.returncode, chaos.stdout + chaos.stderr[-3000:]
         journal = json.loads((workdir / "journal.json").read_text())
         assert "completed" == journal["status"]
         assert not journal["deviated"]
 
-        locust = run([str(BIN / "locust"), "-f", "loadtests/tenant.py", "--headless",
-                      "-u", "2", "-r", "2", "-t", "4s", "--only-summary"], cwd=workdir)
+        locust = run(
+            [
+                str(BIN / "locust"),
+                "-f",
+                "loadtests/tenant.py",
+                "--headless",
+                "-u",
+                "2",
+                "-r",
+                "2",
+                "-t",
+                "4s",
+                "--only-summary",
+            ],
+            cwd=workdir,
+        )
         assert 0 == locust.returncode, locust.stderr[-3000:]
         assert "Aggregated" in locust.stdout + locust.stderr
     finally:

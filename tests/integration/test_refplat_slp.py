@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from mcstatus import JavaServer
+
 from refplat.slp import StatusInfo, bound_port, encode_string, encode_varint, frame, start_listener
 
 pytestmark = pytest.mark.integration

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+
 from refplat.controller import Controller, ControllerSettings
 from refplat.lease import Lease, Term
 from refplat.model import EndReason, GameServerState, SessionState

@@ -1,0 +1,21 @@
+"""Settings: one tree, one loader (defaults < profile file < ``HARNESS_*`` environment < flags)."""
+
+from harness.config._loader import available_profiles, load_settings, resolve_profile
+from harness.config._settings import (
+    LoadSettings,
+    PhaseSettings,
+    Settings,
+    TimeoutSettings,
+    TopologySettings,
+)
+
+__all__ = [
+    "LoadSettings",
+    "PhaseSettings",
+    "Settings",
+    "TimeoutSettings",
+    "TopologySettings",
+    "available_profiles",
+    "load_settings",
+    "resolve_profile",
+]
