@@ -105,6 +105,12 @@ class LocustRun:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def popen(self) -> subprocess.Popen[bytes]:
+        if self._proc is None:
+            raise DriverError("Locust is not running.")
+        return self._proc
+
     def check_running(self) -> None:
         """Raise DriverError with Locust's own words when it exited early (a locustfile error)."""
         if self._proc is not None and self._proc.poll() is not None:

@@ -133,6 +133,24 @@ class Supervisor:
         log.info("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
         return proc
 
+    def adopt(
+        self, name: str, popen: subprocess.Popen[bytes], *, role: str, log_path: Path
+    ) -> ManagedProcess:
+        """Record a process another driver started, so the ledger can stop it after a crash."""
+        proc = ManagedProcess(
+            name=name,
+            role=role,
+            argv=tuple(str(a) for a in popen.args) if isinstance(popen.args, list) else (),
+            popen=popen,
+            pid=popen.pid,
+            start_ticks=proc_start_ticks(popen.pid),
+            log_path=log_path,
+            expected_exit=True,  # its driver stops it; its exit is no fault of the platform
+        )
+        self.processes[name] = proc
+        self._write_ledger()
+        return proc
+
     def check_alive(self, name: str) -> None:
         """Raise InfraError with the log tail when ``name`` has exited."""
         proc = self.processes[name]

@@ -159,6 +159,7 @@ def _run(
         )
         env = {**os.environ, "HARNESS_TARGET_FILE": str(target_file)}
         with LocustRun(spec, out_dir=req.run_dir / "locust", env=env) as load:
+            target.supervisor.adopt("locust", load.popen, role="load", log_path=load.log_path)
             _hold(req, timeline, "warm-up", s.phases.warmup_s, load)
             _hold(req, timeline, "baseline", s.phases.baseline_s, load)
             _seed.hold_sessions(endpoints, HELD_SESSIONS)

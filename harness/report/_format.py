@@ -39,7 +39,8 @@ def is_seconds(result: SloResult) -> bool:
 def slo_value(result: SloResult, value: float | None) -> str:
     """Return ``value`` as people read it for this SLO: shares as %, durations with a unit."""
     if value is None:
-        return "no data"
+        # A FAIL without a value was measured and found wanting (e.g. never recovered).
+        return "none" if result.verdict == "FAIL" else "no data"
     if is_share(result):
         return f"{value * 100:.3f} %"
     if is_seconds(result):
