@@ -135,6 +135,8 @@ def _run(
                 endpoints, servers=s.topology.game_servers, ready_timeout_s=s.timeouts.ready_s
             )
             endpoints = _with_tenant(endpoints, seeded.tenant_token_file)
+            # Held before the load starts, so Locust's users cannot take every server first.
+            _seed.hold_sessions(endpoints, HELD_SESSIONS)
             target_file = req.run_dir / "target.json"
             endpoints.write(target_file)
             prom = PrometheusClient(endpoints.prometheus_url, timeout_s=10)
@@ -162,7 +164,6 @@ def _run(
             target.supervisor.adopt("locust", load.popen, role="load", log_path=load.log_path)
             _hold(req, timeline, "warm-up", s.phases.warmup_s, load)
             _hold(req, timeline, "baseline", s.phases.baseline_s, load)
-            _seed.hold_sessions(endpoints, HELD_SESSIONS)
             before = _seed.active_sessions(endpoints)
             for path in experiments:
                 _run_experiment(path, target_file, req, timeline, outcome)
