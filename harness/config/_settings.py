@@ -20,7 +20,7 @@ class TopologySettings:
     api_replicas: int = field(default=2, metadata={"minimum": 1})
     controller_replicas: int = field(default=2, metadata={"minimum": 1})
     node_agents: int = field(default=3, metadata={"minimum": 1})
-    game_servers: int = field(default=6, metadata={"minimum": 0})
+    game_servers: int = field(default=10, metadata={"minimum": 0})
 
 
 @dataclass(frozen=True)
