@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    """A copy of the repository's content (profiles, SLOs, experiments, locustfiles)."""
-    for name in ("profiles", "slos", "experiments", "loadtests"):
-        shutil.copytree(REPO_ROOT / name, tmp_path / name)
-    return tmp_path
 
 
 def certify(workdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:

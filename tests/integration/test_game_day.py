@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -19,13 +16,6 @@ BIN = Path(sys.executable).parent
 
 def run(argv: list[str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    for name in ("profiles", "slos", "experiments", "loadtests"):
-        shutil.copytree(REPO_ROOT / name, tmp_path / name)
-    return tmp_path
 
 
 def test_plain_chaos_and_locust_run_against_a_target_brought_up_by_harness(workdir: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,16 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    for name in ("profiles", "slos", "experiments", "loadtests"):
-        shutil.copytree(REPO_ROOT / name, tmp_path / name)
-    return tmp_path
 
 
 def start_certify(workdir: Path) -> subprocess.Popen[str]:
