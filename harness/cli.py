@@ -127,12 +127,7 @@ def _write_reports(record: RunRecord, run_dir: Path) -> None:
 
 
 def _up(settings: Settings, *, run_id: str, run_dir: Path, state_dir: Path) -> int:
-    topology = LocalTopology(
-        api_replicas=settings.topology.api_replicas,
-        controller_replicas=settings.topology.controller_replicas,
-        node_agents=settings.topology.node_agents,
-        ready_timeout_s=settings.timeouts.ready_s,
-    )
+    topology = LocalTopology.from_settings(settings)
     endpoints = bring_up(
         run_id=run_id,
         run_dir=run_dir,

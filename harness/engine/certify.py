@@ -114,6 +114,15 @@ def certify(req: CertifyRequest) -> RunRecord:
     return _record(req, started, timeline, outcome)
 
 
+PROMETHEUS_JOBS = (
+    "refplat-api",
+    "refplat-controller",
+    "refplat-agent",
+    "probe-api",
+    "probe-gameservers",
+)
+
+
 def _run(
     req: CertifyRequest,
     specs: tuple[SloSpec, ...],
@@ -121,79 +130,115 @@ def _run(
     timeline: Timeline,
     outcome: _Outcome,
 ) -> None:
-    s = req.settings
-    topology = LocalTopology(
-        api_replicas=s.topology.api_replicas,
-        controller_replicas=s.topology.controller_replicas,
-        node_agents=s.topology.node_agents,
-        ready_timeout_s=s.timeouts.ready_s,
-    )
+    topology = LocalTopology.from_settings(req.settings)
     with LocalTarget(run_id=req.run_id, run_dir=req.run_dir, topology=topology) as target:
         with timeline.phase("deploy"):
-            endpoints = target.deploy()
-            seeded = _seed.seed_platform(
-                endpoints, servers=s.topology.game_servers, ready_timeout_s=s.timeouts.ready_s
+            endpoints = _deploy(req, target)
+        with PrometheusClient(endpoints.prometheus_url, timeout_s=10) as prom:
+            prom.wait_targets_up(list(PROMETHEUS_JOBS), timeout_s=req.settings.timeouts.ready_s)
+            before = _drive(
+                req,
+                target,
+                endpoints=endpoints,
+                experiments=experiments,
+                timeline=timeline,
+                outcome=outcome,
             )
-            endpoints = _with_tenant(endpoints, seeded.tenant_token_file)
-            # Held before the load starts, so Locust's users cannot take every server first.
-            _seed.hold_sessions(endpoints, HELD_SESSIONS)
-            target_file = req.run_dir / "target.json"
-            endpoints.write(target_file)
-            prom = PrometheusClient(endpoints.prometheus_url, timeout_s=10)
-            prom.wait_targets_up(
-                [
-                    "refplat-api",
-                    "refplat-controller",
-                    "refplat-agent",
-                    "probe-api",
-                    "probe-gameservers",
-                ],
-                timeout_s=s.timeouts.ready_s,
-            )
-        spec = LocustSpec(
-            locustfile=req.repo_root / s.load.locustfile,
-            host=endpoints.api_url,
-            users=s.load.users,
-            spawn_rate=s.load.spawn_rate,
-            max_runtime_s=int(s.phases.warmup_s + s.phases.baseline_s + s.phases.recovery_s)
-            + LOCUST_MARGIN_S,
-            extra_args=("--harness-target-file", str(target_file)),
-        )
-        env = {**os.environ, "HARNESS_TARGET_FILE": str(target_file)}
-        with LocustRun(spec, out_dir=req.run_dir / "locust", env=env) as load:
-            target.supervisor.adopt("locust", load.popen, role="load", log_path=load.log_path)
-            _hold(req, timeline, "warm-up", s.phases.warmup_s, load)
-            _hold(req, timeline, "baseline", s.phases.baseline_s, load)
-            before = _seed.active_sessions(endpoints)
-            for path in experiments:
-                _run_experiment(path, target_file, req, timeline, outcome)
-            _hold(req, timeline, "recovery", s.phases.recovery_s, load)
-            load.check_running()
-            load.stop()
-            outcome.load = load.summary()
-        with timeline.phase("evaluate"):
-            share, lost = _seed.preserved_share(endpoints, before)
-            _mark_killed(target, timeline)
-            dead = target.supervisor.unexpected_exits()
-            if dead:
-                outcome.invalid.append(f"processes died without a fault: {', '.join(dead)}")
-            req.sleep(2 * prom.scrape_interval_s() + 0.5)  # let the last samples land
-            run_window = _run_window(timeline)
-            outcome.faults = fault_records(timeline, experiments, outcome.faults)
-            outcome.slos = evaluate_slos(
-                specs,
-                prom=prom,
-                run_window=run_window,
-                phases=tuple(timeline.phases()),
-                faults=outcome.faults,
-                external={"sessions-preserved": share},
-            )
-            recovery_slos = {
-                spec.name for spec in specs if spec.indicator.kind is IndicatorKind.RECOVERY_TIME
-            }
-            outcome.faults = with_recoveries(outcome.faults, outcome.slos, recovery_slos)
-            if lost:
-                outcome.errors.append(f"sessions lost over the faults: {', '.join(lost)}")
+            with timeline.phase("evaluate"):
+                _evaluate(
+                    req,
+                    target,
+                    endpoints=endpoints,
+                    prom=prom,
+                    specs=specs,
+                    experiments=experiments,
+                    before=before,
+                    timeline=timeline,
+                    outcome=outcome,
+                )
+
+
+def _deploy(req: CertifyRequest, target: LocalTarget) -> Endpoints:
+    """Start the platform, seed a tenant, servers and held sessions; write ``target.json``."""
+    s = req.settings
+    endpoints = target.deploy()
+    seeded = _seed.seed_platform(
+        endpoints, servers=s.topology.game_servers, ready_timeout_s=s.timeouts.ready_s
+    )
+    endpoints = replace(endpoints, tenant_token_file=str(seeded.tenant_token_file))
+    # Held before the load starts, so Locust's users cannot take every server first.
+    _seed.hold_sessions(endpoints, HELD_SESSIONS)
+    endpoints.write(req.run_dir / "target.json")
+    return endpoints
+
+
+def _drive(
+    req: CertifyRequest,
+    target: LocalTarget,
+    *,
+    endpoints: Endpoints,
+    experiments: list[Path],
+    timeline: Timeline,
+    outcome: _Outcome,
+) -> list[str]:
+    """Load through warm-up, baseline, the faults and recovery; return the sessions checked."""
+    s = req.settings
+    target_file = req.run_dir / "target.json"
+    spec = LocustSpec(
+        locustfile=req.repo_root / s.load.locustfile,
+        host=endpoints.api_url,
+        users=s.load.users,
+        spawn_rate=s.load.spawn_rate,
+        max_runtime_s=int(s.phases.warmup_s + s.phases.baseline_s + s.phases.recovery_s)
+        + LOCUST_MARGIN_S,
+        extra_args=("--harness-target-file", str(target_file)),
+    )
+    env = {**os.environ, "HARNESS_TARGET_FILE": str(target_file)}
+    with LocustRun(spec, out_dir=req.run_dir / "locust", env=env) as load:
+        target.supervisor.adopt("locust", load.popen, role="load", log_path=load.log_path)
+        _hold(req, timeline, "warm-up", s.phases.warmup_s, load)
+        _hold(req, timeline, "baseline", s.phases.baseline_s, load)
+        before = _seed.active_sessions(endpoints)
+        for path in experiments:
+            _run_experiment(path, target_file, req, timeline, outcome)
+        _hold(req, timeline, "recovery", s.phases.recovery_s, load)
+        load.stop()
+        outcome.load = load.summary()
+    return before
+
+
+def _evaluate(
+    req: CertifyRequest,
+    target: LocalTarget,
+    *,
+    endpoints: Endpoints,
+    prom: PrometheusClient,
+    specs: tuple[SloSpec, ...],
+    experiments: list[Path],
+    before: list[str],
+    timeline: Timeline,
+    outcome: _Outcome,
+) -> None:
+    """Judge the run: sessions kept, processes alive, every SLO over its windows."""
+    share, lost = _seed.preserved_share(endpoints, before)
+    if lost:
+        outcome.errors.append(f"sessions lost over the faults: {', '.join(lost)}")
+    _mark_killed(target, timeline)
+    dead = target.supervisor.unexpected_exits()
+    if dead:
+        outcome.invalid.append(f"processes died without a fault: {', '.join(dead)}")
+    req.sleep(2 * prom.scrape_interval_s() + 0.5)  # let the last samples land
+    outcome.faults = fault_records(timeline, experiments, outcome.faults)
+    outcome.slos = evaluate_slos(
+        specs,
+        prom=prom,
+        run_window=_run_window(timeline),
+        phases=tuple(timeline.phases()),
+        faults=outcome.faults,
+        external={"sessions-preserved": share},
+    )
+    recovery_slos = {s.name for s in specs if s.indicator.kind is IndicatorKind.RECOVERY_TIME}
+    outcome.faults = with_recoveries(outcome.faults, outcome.slos, recovery_slos)
 
 
 def _hold(
@@ -254,10 +299,6 @@ def _run_window(timeline: Timeline) -> Window:
     )
     end = phases["recovery"].end if "recovery" in phases else max(p.end for p in phases.values())
     return Window("run", start, end)
-
-
-def _with_tenant(endpoints: Endpoints, token_file: Path) -> Endpoints:
-    return replace(endpoints, tenant_token_file=str(token_file))
 
 
 def _record(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.config import Settings
 from harness.drivers.process import Supervisor
 from harness.model import Endpoints, ProcessInfo
 from harness.targets import _configs
@@ -39,6 +40,15 @@ class LocalTopology:
     controller_replicas: int = 2
     node_agents: int = 3
     ready_timeout_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalTopology:
+        return cls(
+            api_replicas=settings.topology.api_replicas,
+            controller_replicas=settings.topology.controller_replicas,
+            node_agents=settings.topology.node_agents,
+            ready_timeout_s=settings.timeouts.ready_s,
+        )
 
 
 def find_binaries() -> dict[str, str]:
