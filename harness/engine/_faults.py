@@ -41,20 +41,23 @@ def with_recoveries(
     """Fill each fault's recovery instant from the recovery-time SLOs measured over it.
 
     A recovery-time result's window starts at its fault's injection; with several such SLOs on
-    one fault, the slowest recovery is the fault's.
+    one fault, the slowest recovery is the fault's. A fault that such an SLO judged without a
+    value did not recover, and says so.
     """
     out = []
     for fault in faults:
-        recoveries = [
-            r.value
+        judged = [
+            r
             for r in results
             if r.name in recovery_slos
-            and r.value is not None
             and fault.injected_at is not None
             and r.window.start == fault.injected_at
         ]
-        if recoveries and fault.injected_at is not None:
-            out.append(replace(fault, recovered_at=fault.injected_at + max(recoveries)))
+        values = [r.value for r in judged if r.value is not None]
+        if values and fault.injected_at is not None:
+            out.append(replace(fault, recovered_at=fault.injected_at + max(values)))
+        elif judged:
+            out.append(replace(fault, detail=f"not recovered; {fault.detail}"))
         else:
             out.append(fault)
     return tuple(out)

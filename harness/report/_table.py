@@ -44,7 +44,7 @@ def _faults(run: RunRecord) -> list[str]:
         [
             fault.name,
             "not applied" if fault.injected_at is None else "applied",
-            "not recovered" if fault.recovery_s is None else seconds(fault.recovery_s),
+            "—" if fault.recovery_s is None else seconds(fault.recovery_s),
             str(fault.status),
             truncate(fault.detail, DETAIL_WIDTH),
         ]

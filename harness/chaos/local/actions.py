@@ -1,19 +1,24 @@
-"""Fault actions against the ``local`` target.
+"""Fault actions against the ``local`` target's processes.
 
-Each records its instant on the run's fault timeline before returning, so MTTR is measured
-from the moment the fault was applied.
+Each records its instant on the run's fault timeline before it acts, so recovery is measured
+from the moment the fault was applied. Every action is bounded in time and stops by itself;
+``thaw_all`` is the rollback for the freezes.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 from harness.chaos import _target
 from harness.chaos._target import ActivityFailed
+from harness.model import Endpoints, ProcessInfo
 
-__all__ = ["kill_controller_leader"]
+__all__ = ["freeze_controller_leader", "kill_controller_leader", "kill_process", "thaw_all"]
+
+MAX_FREEZE_S = 120.0
 
 
 def kill_controller_leader(
@@ -28,7 +33,108 @@ def kill_controller_leader(
     replica leads.
     """
     endpoints = _target.load(target_file)
-    sig = _signal(signal_name)
+    proc, status = _leader(endpoints)
+    at = _signal(
+        endpoints,
+        proc,
+        _signum(signal_name),
+        fault_name=fault_name,
+        detail=f"{signal_name} to leader epoch {status.get('epoch')}",
+    )
+    return {"killed": proc.name, "pid": proc.pid, "epoch": status.get("epoch"), "at": at}
+
+
+def kill_process(
+    target_file: str = "",
+    name: str = "",
+    role: str = "",
+    signal_name: str = "SIGKILL",
+    fault_name: str = "process-kill",
+) -> dict[str, Any]:
+    """Send ``signal_name`` to the process called ``name``, or to the first live one of ``role``.
+
+    Roles of the local target: redis, api, loadbalancer, controller, agent, blackbox,
+    prometheus.
+    """
+    endpoints = _target.load(target_file)
+    candidates = [
+        p
+        for p in endpoints.processes
+        if (p.name == name if name else p.role == role) and _target.pid_alive(p.pid)
+    ]
+    if not (name or role):
+        raise ActivityFailed("name a process (name=...) or a role (role=...) to signal")
+    if not candidates:
+        raise ActivityFailed(
+            f"no live process named {name!r}" if name else f"no live process of role {role!r}"
+        )
+    proc = candidates[0]
+    at = _signal(
+        endpoints,
+        proc,
+        _signum(signal_name),
+        fault_name=fault_name,
+        detail=f"{signal_name} to {proc.name}",
+    )
+    return {"signalled": proc.name, "pid": proc.pid, "at": at}
+
+
+def freeze_controller_leader(
+    target_file: str = "",
+    duration_s: float = 10.0,
+    fault_name: str = "controller-leader-freeze",
+) -> dict[str, Any]:
+    """Freeze the leader with SIGSTOP for ``duration_s`` (a long GC pause), then SIGCONT it.
+
+    While it is frozen its lease runs out and a standby takes over; once thawed, the old
+    leader must find itself fenced (its writes carry a stale epoch) and step down. The action
+    returns after the thaw; the probes after it judge the split brain.
+    """
+    if not 0 < duration_s <= MAX_FREEZE_S:
+        raise ActivityFailed(f"duration_s must be in (0, {MAX_FREEZE_S:g}], not {duration_s}")
+    endpoints = _target.load(target_file)
+    proc, status = _leader(endpoints)
+    at = _signal(
+        endpoints,
+        proc,
+        signal.SIGSTOP,
+        fault_name=fault_name,
+        detail=f"SIGSTOP to leader epoch {status.get('epoch')} for {duration_s:g} s",
+    )
+    try:
+        time.sleep(duration_s)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        _target.timeline(endpoints).append(
+            {
+                "kind": "fault",
+                "name": fault_name,
+                "event": "thawed",
+                "target": proc.name,
+                "pid": proc.pid,
+            }
+        )
+    return {
+        "frozen": proc.name,
+        "pid": proc.pid,
+        "epoch": status.get("epoch"),
+        "at": at,
+        "thawed_after_s": duration_s,
+    }
+
+
+def thaw_all(target_file: str = "") -> list[str]:
+    """SIGCONT every live process of the target (the rollback of any freeze); return names."""
+    endpoints = _target.load(target_file)
+    thawed = []
+    for proc in endpoints.processes:
+        if _target.pid_alive(proc.pid):
+            os.kill(proc.pid, signal.SIGCONT)
+            thawed.append(proc.name)
+    return thawed
+
+
+def _leader(endpoints: Endpoints) -> tuple[ProcessInfo, dict[str, Any]]:
     leaders = [(p, s) for p, s in _target.controller_statuses(endpoints) if s.get("leader")]
     if len(leaders) != 1:
         raise ActivityFailed(f"expected exactly one controller leader, found {len(leaders)}")
@@ -37,6 +143,13 @@ def kill_controller_leader(
         raise ActivityFailed(
             f"{proc.name} reports pid {status.get('pid')} but the target file says {proc.pid}"
         )
+    return proc, status
+
+
+def _signal(
+    endpoints: Endpoints, proc: ProcessInfo, sig: signal.Signals, *, fault_name: str, detail: str
+) -> float:
+    """Record the fault on the timeline, then deliver ``sig``; return the recorded instant."""
     event = _target.timeline(endpoints).append(
         {
             "kind": "fault",
@@ -44,14 +157,14 @@ def kill_controller_leader(
             "event": "injected",
             "target": proc.name,
             "pid": proc.pid,
-            "detail": f"{signal_name} to leader epoch {status.get('epoch')}",
+            "detail": detail,
         }
     )
     os.kill(proc.pid, sig)
-    return {"killed": proc.name, "pid": proc.pid, "epoch": status.get("epoch"), "at": event["at"]}
+    return event["at"]
 
 
-def _signal(name: str) -> signal.Signals:
+def _signum(name: str) -> signal.Signals:
     try:
         return signal.Signals[name.upper()]
     except KeyError:

@@ -10,7 +10,12 @@ from mcstatus import JavaServer
 from harness.chaos import _target
 from harness.util.http import request
 
-__all__ = ["allocated_servers_reachable", "api_healthy", "controller_leader"]
+__all__ = [
+    "allocated_servers_reachable",
+    "api_healthy",
+    "controller_leader",
+    "controller_leader_count",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,12 @@ def controller_leader(target_file: str = "") -> str:
     endpoints = _target.load(target_file)
     leaders = [p.name for p, s in _target.controller_statuses(endpoints) if s.get("leader")]
     return leaders[0] if len(leaders) == 1 else ""
+
+
+def controller_leader_count(target_file: str = "") -> int:
+    """How many controller replicas claim to lead now (a split brain shows as 2 or more)."""
+    endpoints = _target.load(target_file)
+    return sum(1 for _, s in _target.controller_statuses(endpoints) if s.get("leader"))
 
 
 def _pingable(server: dict[str, Any], timeout_s: float) -> bool:
