@@ -65,6 +65,31 @@ def validate_experiment(path: Path) -> dict[str, Any]:
     return experiment
 
 
+def _harness_extension(experiment: dict[str, Any], key: str) -> tuple[str, ...]:
+    """Values of ``key`` in the experiment's ``harness`` extension::
+
+    extensions:
+      - name: harness
+        requires: [kill-process, partition]   # capabilities it needs from the target
+        faults: [api-replica-kill]            # fault names it records on the timeline
+    """
+    found: list[str] = []
+    for ext in experiment.get("extensions") or []:
+        if isinstance(ext, dict) and ext.get("name") == "harness":
+            found += [str(v) for v in ext.get(key) or []]
+    return tuple(found)
+
+
+def required_capabilities(experiment: dict[str, Any]) -> tuple[str, ...]:
+    """Capabilities an experiment needs from its target."""
+    return _harness_extension(experiment, "requires")
+
+
+def declared_faults(experiment: dict[str, Any]) -> tuple[str, ...]:
+    """Names of the faults an experiment injects (so a skipped one can skip their SLOs)."""
+    return _harness_extension(experiment, "faults")
+
+
 def run_experiment(path: Path, *, config_vars: dict[str, Any], journal_path: Path) -> ChaosOutcome:
     """Run one experiment; the journal is saved to ``journal_path`` on every path."""
     from chaoslib.exceptions import ChaosException

@@ -10,19 +10,21 @@ from harness.engine.timeline import Timeline
 from harness.model import FaultRecord, SloResult, Verdict
 
 
-def fault_records(
-    timeline: Timeline, experiments: Sequence[Path], outcomes: Sequence[FaultRecord]
-) -> tuple[FaultRecord, ...]:
-    """One record per fault injected inside each experiment's phase.
+def fault_records(timeline: Timeline, outcomes: Sequence[FaultRecord]) -> tuple[FaultRecord, ...]:
+    """One record per fault injected inside each experiment's phase (``fault:<file stem>``).
 
-    An experiment that injected nothing yields one INVALID record: the fault was not applied,
-    so nothing about recovery can be concluded.
+    ``outcomes`` holds one record per experiment run, or the SKIPPED records of an experiment
+    that was not run. An experiment that ran but injected nothing yields one INVALID record:
+    the fault was not applied, so nothing about recovery can be concluded.
     """
     phases = {p.name: p for p in timeline.phases()}
     injected = [e for e in timeline.faults() if e.get("event") == "injected"]
     records: list[FaultRecord] = []
-    for path, outcome in zip(experiments, outcomes, strict=True):
-        phase = phases.get(f"fault:{path.stem}")
+    for outcome in outcomes:
+        if outcome.status is Verdict.SKIPPED:
+            records.append(outcome)
+            continue
+        phase = phases.get(f"fault:{Path(outcome.experiment).stem}")
         inside = [e for e in injected if phase and phase.start <= e["at"] <= phase.end]
         if not inside:
             detail = f"the fault was not applied ({outcome.detail})"

@@ -22,6 +22,7 @@ from harness.engine._faults import fault_records, with_recoveries
 from harness.engine.lifecycle import register_run, unregister_run
 from harness.engine.timeline import Timeline
 from harness.model import (
+    CAPABILITIES,
     Endpoints,
     ExitCode,
     FaultRecord,
@@ -84,9 +85,15 @@ def preflight(req: CertifyRequest) -> tuple[tuple[SloSpec, ...], list[Path]]:
     experiments = [req.repo_root / e for e in req.settings.experiments]
     for path in experiments:
         try:
-            chaos.validate_experiment(path)
+            unknown = set(chaos.required_capabilities(chaos.validate_experiment(path)))
         except ConfigError as exc:
             problems += exc.problems
+            continue
+        if unknown - CAPABILITIES:
+            problems.append(
+                f"{path}: requires unknown capabilities {sorted(unknown - CAPABILITIES)}; "
+                f"known: {', '.join(sorted(CAPABILITIES))}."
+            )
     if not (req.repo_root / req.settings.load.locustfile).is_file():
         problems.append(f"{req.settings.load.locustfile}: no such locustfile.")
     if problems:
@@ -200,7 +207,9 @@ def _drive(
         _hold(req, timeline, "baseline", s.phases.baseline_s, load)
         before = _seed.active_sessions(endpoints)
         for path in experiments:
-            _run_experiment(path, target_file, req, timeline, outcome)
+            _run_experiment(
+                path, target_file, req, caps=target.capabilities, timeline=timeline, outcome=outcome
+            )
         _hold(req, timeline, "recovery", s.phases.recovery_s, load)
         load.stop()
         outcome.load = load.summary()
@@ -228,17 +237,37 @@ def _evaluate(
     if dead:
         outcome.invalid.append(f"processes died without a fault: {', '.join(dead)}")
     req.sleep(2 * prom.scrape_interval_s() + 0.5)  # let the last samples land
-    outcome.faults = fault_records(timeline, experiments, outcome.faults)
-    outcome.slos = evaluate_slos(
-        specs,
+    outcome.faults = fault_records(timeline, outcome.faults)
+    skipped = {f.name: f.detail for f in outcome.faults if f.status is Verdict.SKIPPED}
+    run_window = _run_window(timeline)
+    outcome.slos = tuple(
+        _skipped_slo(spec, skipped[spec.indicator.fault], run_window)
+        for spec in specs
+        if spec.indicator.fault in skipped
+    ) + evaluate_slos(
+        [spec for spec in specs if spec.indicator.fault not in skipped],
         prom=prom,
-        run_window=_run_window(timeline),
+        run_window=run_window,
         phases=tuple(timeline.phases()),
-        faults=outcome.faults,
+        faults=[f for f in outcome.faults if f.status is not Verdict.SKIPPED],
         external={"sessions-preserved": share},
     )
     recovery_slos = {s.name for s in specs if s.indicator.kind is IndicatorKind.RECOVERY_TIME}
     outcome.faults = with_recoveries(outcome.faults, outcome.slos, recovery_slos)
+
+
+def _skipped_slo(spec: SloSpec, reason: str, window: Window) -> SloResult:
+    """An SLO about a fault that was not injected decides nothing: SKIPPED, with the reason."""
+    return SloResult(
+        name=spec.name,
+        verdict=Verdict.SKIPPED,
+        value=None,
+        objective=spec.objective,
+        comparator=str(spec.comparator),
+        window=window,
+        severity=str(spec.severity),
+        detail=f"its fault '{spec.indicator.fault}' was {reason}",
+    )
 
 
 def _hold(
@@ -254,9 +283,26 @@ def _hold(
 
 
 def _run_experiment(
-    path: Path, target_file: Path, req: CertifyRequest, timeline: Timeline, outcome: _Outcome
+    path: Path,
+    target_file: Path,
+    req: CertifyRequest,
+    *,
+    caps: frozenset[str],
+    timeline: Timeline,
+    outcome: _Outcome,
 ) -> None:
     name = path.stem
+    experiment = str(path.relative_to(req.repo_root))
+    content = chaos.validate_experiment(path)
+    missing = sorted(set(chaos.required_capabilities(content)) - caps)
+    if missing:
+        detail = f"skipped: the target lacks {', '.join(missing)}"
+        log.warning("experiment %s %s", name, detail)
+        outcome.faults += tuple(
+            FaultRecord(fault, experiment, None, None, Verdict.SKIPPED, detail)
+            for fault in chaos.declared_faults(content) or (name,)
+        )
+        return
     log.info("phase fault %s: running the experiment", name)
     with timeline.phase(f"fault:{name}"):
         result = chaos.run_experiment(
@@ -267,7 +313,7 @@ def _run_experiment(
     outcome.faults += (
         FaultRecord(
             name=name,
-            experiment=str(path.relative_to(req.repo_root)),
+            experiment=experiment,
             injected_at=None,
             recovered_at=None,
             status=result.verdict,

@@ -5,6 +5,7 @@ Instants are POSIX timestamps (float seconds, UTC); ``harness.report`` formats t
 
 from harness.model._endpoints import Endpoints, ProcessInfo
 from harness.model._run import (
+    CAPABILITIES,
     ExitCode,
     FaultRecord,
     LoadSummary,
@@ -17,6 +18,7 @@ from harness.model._run import (
 )
 
 __all__ = [
+    "CAPABILITIES",
     "Endpoints",
     "ExitCode",
     "FaultRecord",

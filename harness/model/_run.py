@@ -17,6 +17,23 @@ class Verdict(enum.StrEnum):
     SKIPPED = "SKIPPED"
 
 
+# What a target can do; experiments name what they need in their ``harness`` extension.
+CAPABILITIES = frozenset(
+    {
+        "kill-process",
+        "freeze-process",
+        "partition",
+        "redis-failover",
+        "region-outage",
+        "disk-fill",
+        "cpu-hog",
+        "rolling-restart",
+        "pod-delete",
+        "node-drain",
+    }
+)
+
+
 class ExitCode(enum.IntEnum):
     """The harness's documented exit codes."""
 

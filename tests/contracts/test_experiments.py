@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.drivers.chaos import validate_experiment
+from harness.drivers.chaos import required_capabilities, validate_experiment
+from harness.model import CAPABILITIES
 from harness.util.errors import ConfigError
 from tests.conftest import REPO_ROOT
 
@@ -38,3 +39,10 @@ def test_an_unknown_activity_is_reported_with_its_line(tmp_path: Path) -> None:
     line = next(i for i, row in enumerate(bad.read_text().splitlines(), 1) if "no_such" in row)
     with pytest.raises(ConfigError, match=rf"unknown\.yaml:{line}: invalid experiment"):
         validate_experiment(bad)
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_experiment_names_the_capabilities_it_needs(path: Path) -> None:
+    needed = required_capabilities(validate_experiment(path))
+    assert needed
+    assert set(needed) <= CAPABILITIES

@@ -6,8 +6,6 @@ from harness.engine._faults import fault_records, with_recoveries
 from harness.engine.timeline import Timeline
 from harness.model import FaultRecord, SloResult, Verdict, Window
 
-EXPERIMENT = Path("experiments/kill.yaml")
-
 
 def outcome(status: Verdict = Verdict.PASS) -> FaultRecord:
     return FaultRecord("kill", "experiments/kill.yaml", None, None, status, "experiment completed")
@@ -27,13 +25,13 @@ def test_a_fault_injected_inside_its_experiment_gets_the_instant(tmp_path: Path)
         tmp_path,
         {"kind": "fault", "name": "leader-kill", "event": "injected", "at": 12.0, "target": "c-1"},
     )
-    (record,) = fault_records(timeline, [EXPERIMENT], [outcome()])
+    (record,) = fault_records(timeline, [outcome()])
     assert ("leader-kill", 12.0, Verdict.PASS) == (record.name, record.injected_at, record.status)
     assert "on c-1" in record.detail
 
 
 def test_an_experiment_that_injected_nothing_is_invalid(tmp_path: Path) -> None:
-    (record,) = fault_records(timeline_with(tmp_path), [EXPERIMENT], [outcome()])
+    (record,) = fault_records(timeline_with(tmp_path), [outcome()])
     assert Verdict.INVALID == record.status
     assert record.detail.startswith("the fault was not applied")
 
@@ -41,7 +39,7 @@ def test_an_experiment_that_injected_nothing_is_invalid(tmp_path: Path) -> None:
 def test_a_fault_outside_the_experiment_phase_is_not_counted(tmp_path: Path) -> None:
     timeline = timeline_with(tmp_path)
     timeline.append({"kind": "fault", "name": "late", "event": "injected", "at": 25.0})
-    (record,) = fault_records(timeline, [EXPERIMENT], [outcome()])
+    (record,) = fault_records(timeline, [outcome()])
     assert Verdict.INVALID == record.status
 
 
@@ -68,3 +66,8 @@ def test_a_fault_judged_without_recovery_says_it_did_not_recover() -> None:
 def test_a_fault_no_recovery_slo_covers_is_left_alone() -> None:
     fault = FaultRecord("kill", "e.yaml", 12.0, None, Verdict.PASS, "done")
     assert (fault,) == with_recoveries([fault], [_result("sessions", 1.0, 12.0)], {"failover"})
+
+
+def test_a_skipped_experiment_keeps_its_skipped_records(tmp_path: Path) -> None:
+    skipped = FaultRecord("cut", "experiments/cut.yaml", None, None, Verdict.SKIPPED, "lacks x")
+    assert (skipped,) == fault_records(timeline_with(tmp_path), [skipped])
