@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TARGETS = ("local", "kube", "kind")
+# loopback: every process on 127.0.0.1; netns: each host its own network namespace (root only),
+# so partitions can be cut between hosts.
+NETWORKS = ("loopback", "netns")
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class TopologySettings:
     controller_replicas: int = field(default=2, metadata={"minimum": 1})
     node_agents: int = field(default=3, metadata={"minimum": 1})
     game_servers: int = field(default=10, metadata={"minimum": 0})
+    network: str = field(default="loopback", metadata={"choices": NETWORKS})
 
 
 @dataclass(frozen=True)

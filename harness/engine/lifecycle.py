@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.drivers.process import alive, proc_start_ticks, stop_ledger
 from harness.engine import _seed
 from harness.model import Endpoints
-from harness.targets import LocalTarget, LocalTopology
+from harness.targets import LocalTarget, LocalTopology, remove_namespaces
 from harness.util.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,12 @@ def _entries(state_dir: Path) -> list[tuple[Path, dict[str, object]]]:
     return out
 
 
+def _stop_run(run_dir: Path) -> list[str]:
+    """Stop a run's processes, then remove its network namespaces; return what went."""
+    names = stop_ledger(run_dir / "ledger.json")
+    return names + [f"netns {ns}" for ns in remove_namespaces(run_dir)]
+
+
 def reap_stale_runs(state_dir: Path) -> list[str]:
     """Stop what runs killed before their teardown left behind; return the process names."""
     stopped: list[str] = []
@@ -61,7 +67,7 @@ def reap_stale_runs(state_dir: Path) -> list[str]:
         ticks = entry.get("owner_start_ticks")
         if entry.get("detached") or alive(owner, int(str(ticks)) if ticks is not None else None):
             continue
-        names = stop_ledger(Path(str(entry["run_dir"])) / "ledger.json")
+        names = _stop_run(Path(str(entry["run_dir"])))
         if names:
             log.warning(
                 "run %s was killed before its teardown; stopped %s",
@@ -107,7 +113,7 @@ def bring_down(state_dir: Path) -> list[str]:
     stopped = reap_stale_runs(state_dir)
     for path, entry in _entries(state_dir):
         if entry.get("detached"):
-            stopped += stop_ledger(Path(str(entry["run_dir"])) / "ledger.json")
+            stopped += _stop_run(Path(str(entry["run_dir"])))
             path.unlink(missing_ok=True)
     (state_dir / "target.json").unlink(missing_ok=True)
     return stopped

@@ -3,7 +3,7 @@
 Instants are POSIX timestamps (float seconds, UTC); ``harness.report`` formats them.
 """
 
-from harness.model._endpoints import Endpoints, ProcessInfo
+from harness.model._endpoints import Endpoints, HostInfo, ProcessInfo
 from harness.model._run import (
     CAPABILITIES,
     ExitCode,
@@ -22,6 +22,7 @@ __all__ = [
     "Endpoints",
     "ExitCode",
     "FaultRecord",
+    "HostInfo",
     "LoadSummary",
     "PhaseRecord",
     "ProcessInfo",

@@ -22,6 +22,16 @@ class ProcessInfo:
     role: str
     pid: int
     url: str = ""
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """One test host of the target: a network namespace with one address ("" on loopback)."""
+
+    name: str
+    namespace: str
+    address: str
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,15 @@ class Endpoints:
     capabilities: tuple[str, ...] = ()
     processes: tuple[ProcessInfo, ...] = ()
     tenant_token_file: str = ""
+    hosts: tuple[HostInfo, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
+
+    def host(self, name: str) -> HostInfo:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        known = ", ".join(h.name for h in self.hosts) or "none: the target runs on loopback"
+        raise ConfigError(f"Target {self.run_id} has no host {name!r} (hosts: {known}).")
 
     def by_role(self, role: str) -> list[ProcessInfo]:
         return [p for p in self.processes if p.role == role]
@@ -72,10 +90,11 @@ class Endpoints:
             ) from None
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{path}: not a readable target connection file: {exc}.") from exc
-        procs = tuple(ProcessInfo(**p) for p in data.pop("processes", []))
-        caps = tuple(data.pop("capabilities", ()))
         try:
-            return cls(processes=procs, capabilities=caps, **data)
+            procs = tuple(ProcessInfo(**p) for p in data.pop("processes", []))
+            hosts = tuple(HostInfo(**h) for h in data.pop("hosts", []))
+            caps = tuple(data.pop("capabilities", ()))
+            return cls(processes=procs, hosts=hosts, capabilities=caps, **data)
         except TypeError as exc:
             raise ConfigError(
                 f"{path}: unexpected content in target connection file: {exc}."

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from harness.model import Endpoints
 from harness.targets._local import LocalTarget, LocalTopology, find_binaries
+from harness.targets._netns import Fabric, Host, netns_supported, remove_namespaces
 
 TARGETS = ("local", "kube", "kind")
 
@@ -24,4 +25,14 @@ class Target(Protocol):
     def teardown(self) -> None: ...
 
 
-__all__ = ["TARGETS", "LocalTarget", "LocalTopology", "Target", "find_binaries"]
+__all__ = [
+    "TARGETS",
+    "Fabric",
+    "Host",
+    "LocalTarget",
+    "LocalTopology",
+    "Target",
+    "find_binaries",
+    "netns_supported",
+    "remove_namespaces",
+]

@@ -23,10 +23,14 @@ def haproxy_cfg(*, frontend: str, stats: str, backends: Sequence[tuple[str, str]
 
 defaults
     mode http
-    timeout connect 2s
+    # Replicas are one hop away: a connect that takes longer than this is a dead or cut-off
+    # replica, and the request is retried on another one (redispatch) well within a client's
+    # patience. A 2 s connect timeout made a partitioned replica cost probes their answer.
+    timeout connect 250ms
+    timeout check 300ms
     timeout client 30s
     timeout server 30s
-    option redispatch
+    option redispatch 1
     retries 2
     retry-on conn-failure empty-response response-timeout 503
 

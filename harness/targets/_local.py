@@ -1,8 +1,9 @@
 """The ``local`` target: every component a real process on this machine, on loopback.
 
 Redis, the refplat API replicas behind HAProxy, the controller replicas, the node agents, the
-blackbox exporter and Prometheus, each on a port chosen free at run time. Network namespaces and
-partitions come with the datacenter topology; on plain loopback ``partition`` is not offered.
+blackbox exporter and Prometheus. Two networks: ``loopback`` (every process on 127.0.0.1, ports
+chosen free at run time; no partitions) and ``netns`` (root only: each host its own network
+namespace on a bridged fabric, documented default ports, ``partition`` offered).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 
 from harness.config import Settings
 from harness.drivers.process import Supervisor
-from harness.model import Endpoints, ProcessInfo
+from harness.model import Endpoints, HostInfo, ProcessInfo
 from harness.targets import _configs
+from harness.targets._netns import Fabric, netns_supported
 from harness.util.errors import InfraError
 from harness.util.http import wait_http_ok
 from harness.util.net import free_port, wait_for_port
@@ -29,6 +31,34 @@ log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 CAPABILITIES = ("kill-process", "freeze-process")
+NETNS_CAPABILITIES = ("partition",)
+# Documented default ports, used inside namespaces (each host has all of its ports to itself).
+DEFAULT_PORTS = {
+    "redis": 6379,
+    "api": 8080,
+    "controller": 8081,
+    "agent": 8082,
+    "haproxy": 8000,
+    "haproxy-stats": 8404,
+    "blackbox": 9115,
+    "prometheus": 9090,
+}
+# The host each process runs on in a namespaced topology (by process name; else its own name).
+SHARED_HOSTS = {"haproxy": "lb", "blackbox": "ops", "prometheus": "ops"}
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where one process runs: its address, how to start it there, how its ports are chosen."""
+
+    host: str
+    address: str
+    prefix: tuple[str, ...] = ()
+
+    def port(self, service: str) -> int:
+        return DEFAULT_PORTS[service] if self.prefix else free_port(self.address)
+
+
 BINARIES = ("redis-server", "haproxy", "prometheus", "prometheus-blackbox-exporter")
 
 
@@ -40,6 +70,7 @@ class LocalTopology:
     controller_replicas: int = 2
     node_agents: int = 3
     ready_timeout_s: float = 60.0
+    network: str = "loopback"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalTopology:
@@ -48,7 +79,19 @@ class LocalTopology:
             controller_replicas=settings.topology.controller_replicas,
             node_agents=settings.topology.node_agents,
             ready_timeout_s=settings.timeouts.ready_s,
+            network=settings.topology.network,
         )
+
+    def host_names(self) -> list[str]:
+        """The hosts of a namespaced topology, in start order."""
+        return [
+            "redis",
+            *(f"api-{i}" for i in range(1, self.api_replicas + 1)),
+            "lb",
+            *(f"controller-{i}" for i in range(1, self.controller_replicas + 1)),
+            *(f"agent-{i}" for i in range(1, self.node_agents + 1)),
+            "ops",
+        ]
 
 
 def find_binaries() -> dict[str, str]:
@@ -69,7 +112,6 @@ class LocalTarget:
     """Deploys refplat as supervised processes; a context manager that always tears down."""
 
     name = "local"
-    capabilities = frozenset(CAPABILITIES)
 
     def __init__(
         self, *, run_id: str, run_dir: Path, topology: LocalTopology, detach: bool = False
@@ -77,15 +119,36 @@ class LocalTarget:
         self.run_id = run_id
         self.run_dir = run_dir
         self.topology = topology
+        self.detach = detach
         self.supervisor = Supervisor(run_dir, detach=detach)
+        self.fabric = Fabric(run_id=run_id, run_dir=run_dir) if self.namespaced else None
         self._endpoints: Endpoints | None = None
         self._urls: dict[str, str] = {}
+
+    @property
+    def namespaced(self) -> bool:
+        return self.topology.network == "netns"
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        extra = NETNS_CAPABILITIES if self.namespaced else ()
+        return frozenset((*CAPABILITIES, *extra))
 
     def __enter__(self) -> LocalTarget:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.supervisor.__exit__(*exc)
+        if not self.detach:
+            self.teardown()
+
+    def _place(self, process: str) -> _Place:
+        if self.fabric is None:
+            return _Place(host="", address=HOST)
+        host = self.fabric.hosts[SHARED_HOSTS.get(process, process)]
+        return _Place(host=host.name, address=host.address, prefix=tuple(host.prefix()))
+
+    def _start(self, name: str, argv: list[str], *, role: str) -> None:
+        self.supervisor.start(name, [*self._place(name).prefix, *argv], role=role)
 
     @property
     def endpoints(self) -> Endpoints:
@@ -95,10 +158,19 @@ class LocalTarget:
 
     def teardown(self) -> None:
         self.supervisor.stop_all()
+        if self.fabric is not None:
+            self.fabric.teardown()
 
     def deploy(self) -> Endpoints:
         """Start every component and wait until each is ready; return its connection details."""
         bins = find_binaries()
+        if self.fabric is not None:
+            if not netns_supported():
+                raise InfraError(
+                    "topology.network=netns needs root with `ip` and `nft`; run as root or use "
+                    "topology.network=loopback (partitions are then unsupported)."
+                )
+            self.fabric.create(self.topology.host_names())
         secrets_dir = self.run_dir / "secrets"
         secrets_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(secrets_dir, 0o700)
@@ -120,7 +192,7 @@ class LocalTarget:
             "agent",
             self.topology.node_agents,
             redis_url,
-            lambda name: ["--node", name, "--address", HOST],
+            lambda name: ["--node", name, "--address", self._place(name).address],
         )
         prometheus_url, sd_file = self._start_observability(
             bins,
@@ -139,8 +211,18 @@ class LocalTarget:
             timeline_file=str(self.run_dir / "timeline.jsonl"),
             capabilities=tuple(sorted(self.capabilities)),
             processes=tuple(
-                ProcessInfo(name=p.name, role=p.role, pid=p.pid, url=self._urls.get(p.name, ""))
+                ProcessInfo(
+                    name=p.name,
+                    role=p.role,
+                    pid=p.pid,
+                    url=self._urls.get(p.name, ""),
+                    host=self._place(p.name).host,
+                )
                 for p in self.supervisor.processes.values()
+            ),
+            hosts=tuple(
+                HostInfo(name=h.name, namespace=h.namespace, address=h.address)
+                for h in (self.fabric.hosts.values() if self.fabric else ())
             ),
             extra={"gameservers_sd_file": str(sd_file)},
         )
@@ -149,14 +231,15 @@ class LocalTarget:
     # --- components -------------------------------------------------------------------------
 
     def _start_redis(self, binary: str) -> str:
-        port = free_port(HOST)
+        place = self._place("redis")
+        port = place.port("redis")
         data = self.run_dir / "redis"
         data.mkdir(exist_ok=True)
         # Append-only with fsync per write: an acknowledged write survives a crash of Redis.
         argv = [
             binary,
             "--bind",
-            HOST,
+            place.address,
             "--port",
             str(port),
             "--dir",
@@ -167,10 +250,13 @@ class LocalTarget:
             "always",
             "--save",
             "",
+            # Reachable only on loopback or inside the run's own fabric, which has no uplink.
+            "--protected-mode",
+            "no",
         ]
-        self.supervisor.start("redis", argv, role="redis")
-        self._await_port("redis", port)
-        return f"redis://{HOST}:{port}/0"
+        self._start("redis", argv, role="redis")
+        self._await_port("redis", place.address, port)
+        return f"redis://{place.address}:{port}/0"
 
     def _start_refplat(
         self, role: str, count: int, redis_url: str, extra: Callable[[str], list[str]]
@@ -178,7 +264,8 @@ class LocalTarget:
         addrs = []
         for i in range(1, count + 1):
             name = f"{role}-{i}"
-            port = free_port(HOST)
+            place = self._place(name)
+            port = place.port(role)
             argv = [
                 sys.executable,
                 "-m",
@@ -187,32 +274,34 @@ class LocalTarget:
                 "--redis-url",
                 redis_url,
                 "--listen",
-                f"{HOST}:{port}",
+                f"{place.address}:{port}",
                 *extra(name),
             ]
-            self.supervisor.start(name, argv, role=role)
-            self._urls[name] = f"http://{HOST}:{port}"
-            addrs.append(f"{HOST}:{port}")
+            self._start(name, argv, role=role)
+            self._urls[name] = f"http://{place.address}:{port}"
+            addrs.append(f"{place.address}:{port}")
         for i, addr in enumerate(addrs, start=1):
             self._await_http(f"{role}-{i}", f"http://{addr}/healthz")
         return addrs
 
     def _start_haproxy(self, binary: str, apis: list[str]) -> tuple[str, str]:
-        front, stats = free_port(HOST), free_port(HOST)
+        place = self._place("haproxy")
+        front, stats = place.port("haproxy"), place.port("haproxy-stats")
+        host = place.address
         cfg = self.run_dir / "haproxy.cfg"
         cfg.write_text(
             _configs.haproxy_cfg(
-                frontend=f"{HOST}:{front}",
-                stats=f"{HOST}:{stats}",
+                frontend=f"{host}:{front}",
+                stats=f"{host}:{stats}",
                 backends=[(f"api-{i}", a) for i, a in enumerate(apis, start=1)],
             )
         )
-        self.supervisor.start("haproxy", [binary, "-db", "-f", str(cfg)], role="loadbalancer")
-        self._urls["haproxy"] = f"http://{HOST}:{stats}"
-        api_url = f"http://{HOST}:{front}"
+        self._start("haproxy", [binary, "-db", "-f", str(cfg)], role="loadbalancer")
+        self._urls["haproxy"] = f"http://{host}:{stats}"
+        api_url = f"http://{host}:{front}"
         # Ready through the balancer means at least one API replica passed its health check.
         self._await_http("haproxy", f"{api_url}/readyz")
-        return api_url, f"{HOST}:{stats}"
+        return api_url, f"{host}:{stats}"
 
     def _start_observability(
         self,
@@ -222,54 +311,56 @@ class LocalTarget:
         haproxy_stats: str,
         jobs: dict[str, list[str]],
     ) -> tuple[str, Path]:
-        bb_port, prom_port = free_port(HOST), free_port(HOST)
+        place = self._place("prometheus")
+        host = place.address
+        bb_port, prom_port = place.port("blackbox"), place.port("prometheus")
         bb_cfg = self.run_dir / "blackbox.yml"
         bb_cfg.write_text(_configs.blackbox_yml())
-        self.supervisor.start(
+        self._start(
             "blackbox",
             [
                 bins["prometheus-blackbox-exporter"],
                 f"--config.file={bb_cfg}",
-                f"--web.listen-address={HOST}:{bb_port}",
+                f"--web.listen-address={host}:{bb_port}",
             ],
             role="blackbox",
         )
-        self._urls["blackbox"] = f"http://{HOST}:{bb_port}"
+        self._urls["blackbox"] = f"http://{host}:{bb_port}"
         sd_file = self.run_dir / "gameservers.json"
         sd_file.write_text("[]")
         prom_cfg = self.run_dir / "prometheus.yml"
         prom_cfg.write_text(
             _configs.prometheus_yml(
                 jobs={**jobs, "haproxy": [haproxy_stats]},
-                blackbox=f"{HOST}:{bb_port}",
+                blackbox=f"{host}:{bb_port}",
                 api_health_url=f"{api_url}/healthz",
                 gameservers_sd_file=str(sd_file),
             )
         )
         (self.run_dir / "prometheus").mkdir(exist_ok=True)
-        self.supervisor.start(
+        self._start(
             "prometheus",
             [
                 bins["prometheus"],
                 f"--config.file={prom_cfg}",
                 f"--storage.tsdb.path={self.run_dir / 'prometheus'}",
-                f"--web.listen-address={HOST}:{prom_port}",
+                f"--web.listen-address={host}:{prom_port}",
                 "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=7d",
                 "--log.level=warn",
             ],
             role="prometheus",
         )
-        prometheus_url = f"http://{HOST}:{prom_port}"
+        prometheus_url = f"http://{host}:{prom_port}"
         self._urls["prometheus"] = prometheus_url
-        self._await_http("blackbox", f"http://{HOST}:{bb_port}/-/healthy")
+        self._await_http("blackbox", f"http://{host}:{bb_port}/-/healthy")
         self._await_http("prometheus", f"{prometheus_url}/-/ready")
         return prometheus_url, sd_file
 
     # --- readiness ----------------------------------------------------------------------------
 
-    def _await_port(self, name: str, port: int) -> None:
-        self._await(name, lambda t: wait_for_port(HOST, port, timeout_s=t, what=name))
+    def _await_port(self, name: str, address: str, port: int) -> None:
+        self._await(name, lambda t: wait_for_port(address, port, timeout_s=t, what=name))
 
     def _await_http(self, name: str, url: str) -> None:
         self._await(name, lambda t: wait_http_ok(url, timeout_s=t, what=name))

@@ -1,0 +1,1 @@
+"""Network faults between the test hosts of a namespaced local target (nftables)."""
