@@ -11,6 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from refplat.audit import AuditAction
+from refplat.auditlog import admin_or_tenant, audit_sink
 from refplat.metrics import ApiMetrics, metrics_handler
 from refplat.middleware import (
     MAX_BODY_BYTES,
@@ -42,6 +44,7 @@ class ApiSettings:
     listen: HostPort
     admin_token_file: Path
     session_ttl_s: float = MAX_SESSION_TTL_S
+    audit_key_file: Path | None = None
 
 
 def read_admin_token(path: Path) -> str:
@@ -62,6 +65,9 @@ class Api:
         self._settings = settings
         self._admin_token = admin_token
         self.metrics = ApiMetrics()
+        self._audit = audit_sink(
+            redis=store.redis, key_file=settings.audit_key_file, registry=self.metrics.registry
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set."""
@@ -117,6 +123,7 @@ class Api:
         tenant_id, token = f"t-{uuid.uuid4().hex[:12]}", secrets.token_urlsafe(32)
         await self._store.create_tenant(tenant_id=tenant_id, name=name, token=token)
         log.info("created tenant %s (%s)", tenant_id, name)
+        await self._audited(None, AuditAction.TENANT_CREATE, tenant_id, name=name)
         return web.json_response({"id": tenant_id, "name": name, "token": token}, status=201)
 
     async def create_server(self, request: web.Request) -> web.Response:
@@ -128,6 +135,7 @@ class Api:
         await self._store.create_server(
             server_id=server_id, tenant=tenant, region=region, version=version
         )
+        await self._audited(tenant, AuditAction.SERVER_CREATE, server_id, region=region)
         server = await self._store.get_server(server_id)
         assert server is not None
         return web.json_response(server.to_json(), status=201)
@@ -151,6 +159,7 @@ class Api:
         server_id = request.match_info["id"]
         if not await self._store.shutdown_server(server_id=server_id, tenant=caller.tenant):
             raise error(404, "no such server")
+        await self._audited(caller.tenant, AuditAction.SERVER_DELETE, server_id)
         server = await self._store.get_server(server_id)
         body = server.to_json() if server else {"id": server_id, "state": "Shutdown"}
         return web.json_response(body, status=202)
@@ -172,6 +181,10 @@ class Api:
         if outcome == "none":
             where = f" in region {region}" if region else ""
             raise error(409, f"no Ready game server{where}; create servers or retry later")
+        if outcome == "created":
+            await self._audited(
+                tenant, AuditAction.SESSION_ALLOCATE, session_id, region=region or ""
+            )
         session = await self._store.get_session(session_id)
         if session is None:
             raise error(409, "the idempotency key names a session that no longer exists")
@@ -197,10 +210,20 @@ class Api:
         ended = await self._store.end_session(
             session_id=session_id, tenant=caller.tenant, reason=EndReason.COMPLETED
         )
+        if ended:
+            await self._audited(caller.tenant, AuditAction.SESSION_END, session_id)
         session = await self._store.get_session(session_id) if ended else None
         if session is None:
             raise error(404, "no such session")
         return web.json_response(session.to_json())
+
+    # Audit hook (see refplat.auditlog): one event per successful mutation.
+
+    async def _audited(
+        self, tenant: str | None, action: AuditAction, object_id: str, **details: str
+    ) -> None:
+        actor = admin_or_tenant(tenant)
+        await self._audit.record(actor=actor, action=action, object_id=object_id, details=details)
 
 
 def _state_filter(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from refplat.agent import Agent, AgentSettings
 from refplat.api import MAX_SESSION_TTL_S, Api, ApiSettings, read_admin_token
+from refplat.auditcli import add_audit_parser, run_audit
 from refplat.controller import Controller, ControllerSettings
 from refplat.runtime import HostPort, configure_logging, run_until_signalled
 from refplat.store import Store, connect
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--instance", required=True)
     api.add_argument("--admin-token-file", required=True, type=Path)
     api.add_argument("--session-ttl-s", type=_positive, default=MAX_SESSION_TTL_S)
+    api.add_argument("--audit-key-file", type=Path, default=None)
     ctl = sub.add_parser("controller", help="elect a leader and reconcile")
     ctl.add_argument("--redis-url", required=True)
     ctl.add_argument("--id", required=True, dest="controller_id")
@@ -51,12 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--renew-interval-s", type=_positive, default=1.0)
     ctl.add_argument("--heartbeat-timeout-s", type=_positive, default=10.0)
     ctl.add_argument("--reconcile-interval-s", type=_positive, default=0.5)
+    ctl.add_argument("--audit-key-file", type=Path, default=None)
     agent = sub.add_parser("agent", help="run the game servers of one node")
     agent.add_argument("--redis-url", required=True)
     agent.add_argument("--node", required=True)
     agent.add_argument("--address", default="127.0.0.1")
     agent.add_argument("--listen", required=True, type=_host_port, metavar="HOST:PORT")
     agent.add_argument("--heartbeat-interval-s", type=_positive, default=1.0)
+    add_audit_parser(sub)
     return parser
 
 
@@ -67,6 +71,7 @@ def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent
             listen=args.listen,
             admin_token_file=args.admin_token_file,
             session_ttl_s=args.session_ttl_s,
+            audit_key_file=args.audit_key_file,
         )
         token = read_admin_token(settings.admin_token_file)
         return Api(store=store, settings=settings, admin_token=token)
@@ -80,6 +85,7 @@ def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent
                 renew_interval_s=args.renew_interval_s,
                 heartbeat_timeout_s=args.heartbeat_timeout_s,
                 reconcile_interval_s=args.reconcile_interval_s,
+                audit_key_file=args.audit_key_file,
             ),
         )
     return Agent(
@@ -98,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(process=args.command, verbose=args.verbose)
+    if args.command == "audit":
+        return run_audit(args)
 
     async def run(stop: asyncio.Event) -> None:
         store = Store(connect(args.redis_url))

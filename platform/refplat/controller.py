@@ -16,9 +16,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
+from refplat.audit import AuditAction
+from refplat.auditlog import audit_sink, controller_actor
 from refplat.backoff import KeyBackoff
 from refplat.lease import Lease, Term
 from refplat.metrics import ControllerMetrics, metrics_handler
@@ -41,6 +44,7 @@ class ControllerSettings:
     renew_interval_s: float = 1.0
     heartbeat_timeout_s: float = 10.0
     reconcile_interval_s: float = 0.5
+    audit_key_file: Path | None = None
 
 
 class KeyKind(enum.Enum):
@@ -72,6 +76,9 @@ class Controller:
         self._wake = asyncio.Event()
         self._term_reconciled: Term | None = None
         self._live_counts: dict[str, int] = {}
+        self._audit = audit_sink(
+            redis=store.redis, key_file=settings.audit_key_file, registry=self.metrics.registry
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then release the lease."""
@@ -206,13 +213,16 @@ class Controller:
             timeout = self._settings.heartbeat_timeout_s
             if await self._store.run("CTL_NODE_LOST", *fence, key.name, timeout):
                 log.warning("node %s lost its heartbeat; its servers go back to Creating", key.name)
+                await self._audited(fence, AuditAction.CONTROLLER_NODE_LOST, key.name)
         elif key.kind is KeyKind.SCHEDULE:
             await self._schedule(fence, key.name)
         elif key.kind is KeyKind.EXPIRE_SESSION:
             if await self._store.run("CTL_EXPIRE_SESSION", *fence, key.name):
                 log.info("session %s expired", key.name)
+                await self._audited(fence, AuditAction.CONTROLLER_SESSION_EXPIRED, key.name)
         elif await self._store.run("CTL_REMOVE_ORPHAN", *fence, key.name):
             log.info("removed shutdown server %s that had no live node", key.name)
+            await self._audited(fence, AuditAction.CONTROLLER_REMOVE_ORPHAN, key.name)
 
     async def _schedule(self, fence: tuple[str, int], server_id: str) -> None:
         if not self._live_counts:
@@ -221,6 +231,15 @@ class Controller:
         if await self._store.run("CTL_SCHEDULE", *fence, server_id, node):
             self._live_counts[node] += 1
             log.info("scheduled server %s onto node %s", server_id, node)
+            await self._audited(fence, AuditAction.CONTROLLER_SCHEDULE, server_id, node=node)
+
+    # Audit hook (see refplat.auditlog): one event per decision that changed state.
+
+    async def _audited(
+        self, fence: tuple[str, int], action: AuditAction, object_id: str, **details: str
+    ) -> None:
+        actor = controller_actor(*fence)
+        await self._audit.record(actor=actor, action=action, object_id=object_id, details=details)
 
 
 def _server_key(server: GameServer) -> KeyKind | None:
