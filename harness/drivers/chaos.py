@@ -33,6 +33,15 @@ class ChaosOutcome:
     failed_activities: tuple[str, ...]
 
     @property
+    def detail(self) -> str:
+        """One sentence on what happened, for reports."""
+        if self.deviated:
+            return "the steady-state hypothesis deviated after the fault"
+        if self.failed_activities:
+            return f"activities failed: {', '.join(self.failed_activities)}"
+        return f"experiment {self.status}"
+
+    @property
     def verdict(self) -> Verdict:
         """FAIL when the hypothesis deviated; INVALID when the experiment itself broke."""
         if self.deviated:

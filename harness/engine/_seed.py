@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from harness.drivers.platform_api import PlatformApi
 from harness.model import Endpoints
+from harness.targets import LocalTarget
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,26 @@ def seed_platform(endpoints: Endpoints, *, servers: int, ready_timeout_s: float)
     log.info("seeded tenant %s with %d Ready game servers", tenant["id"], len(ready))
     write_probe_targets(endpoints, ready)
     return Seeded(tenant["id"], token_file, tuple(ready))
+
+
+def deploy_seeded(
+    target: LocalTarget, *, servers: int, held_sessions: int, ready_timeout_s: float
+) -> Endpoints:
+    """Deploy ``target``, seed it, hold sessions, write ``<run_dir>/target.json``.
+
+    On any failure everything the target started is torn down before the error goes on.
+    """
+    try:
+        endpoints = target.deploy()
+        seeded = seed_platform(endpoints, servers=servers, ready_timeout_s=ready_timeout_s)
+        endpoints = replace(endpoints, tenant_token_file=str(seeded.tenant_token_file))
+        # Held before any load starts, so load users cannot take every server first.
+        hold_sessions(endpoints, held_sessions)
+        endpoints.write(Path(endpoints.run_dir) / "target.json")
+    except BaseException:
+        target.teardown()
+        raise
+    return endpoints
 
 
 def write_probe_targets(endpoints: Endpoints, servers: list[dict[str, Any]]) -> None:

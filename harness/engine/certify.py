@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import Settings
@@ -168,15 +168,12 @@ def _run(
 def _deploy(req: CertifyRequest, target: LocalTarget) -> Endpoints:
     """Start the platform, seed a tenant, servers and held sessions; write ``target.json``."""
     s = req.settings
-    endpoints = target.deploy()
-    seeded = _seed.seed_platform(
-        endpoints, servers=s.topology.game_servers, ready_timeout_s=s.timeouts.ready_s
+    return _seed.deploy_seeded(
+        target,
+        servers=s.topology.game_servers,
+        held_sessions=HELD_SESSIONS,
+        ready_timeout_s=s.timeouts.ready_s,
     )
-    endpoints = replace(endpoints, tenant_token_file=str(seeded.tenant_token_file))
-    # Held before the load starts, so Locust's users cannot take every server first.
-    _seed.hold_sessions(endpoints, HELD_SESSIONS)
-    endpoints.write(req.run_dir / "target.json")
-    return endpoints
 
 
 def _drive(
@@ -317,17 +314,9 @@ def _run_experiment(
             injected_at=None,
             recovered_at=None,
             status=result.verdict,
-            detail=_chaos_detail(result),
+            detail=result.detail,
         ),
     )
-
-
-def _chaos_detail(result: chaos.ChaosOutcome) -> str:
-    if result.deviated:
-        return "the steady-state hypothesis deviated after the fault"
-    if result.failed_activities:
-        return f"activities failed: {', '.join(result.failed_activities)}"
-    return f"experiment {result.status}"
 
 
 def _mark_killed(target: LocalTarget, timeline: Timeline) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from harness.drivers.process import alive, proc_start_ticks, stop_ledger
@@ -90,17 +89,12 @@ def bring_up(
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     target = LocalTarget(run_id=run_id, run_dir=run_dir, topology=topology, detach=True)
-    try:
-        endpoints = target.deploy()
-        seeded = _seed.seed_platform(
-            endpoints, servers=servers, ready_timeout_s=topology.ready_timeout_s
-        )
-        endpoints = replace(endpoints, tenant_token_file=str(seeded.tenant_token_file))
-        _seed.hold_sessions(endpoints, HELD_SESSIONS)
-        endpoints.write(run_dir / "target.json")
-    except BaseException:
-        target.teardown()
-        raise
+    endpoints = _seed.deploy_seeded(
+        target,
+        servers=servers,
+        held_sessions=HELD_SESSIONS,
+        ready_timeout_s=topology.ready_timeout_s,
+    )
     register_run(state_dir, run_id, run_dir, detached=True)
     link = state_dir / "target.json"
     link.unlink(missing_ok=True)

@@ -103,7 +103,7 @@ class HarnessSession:
             injected_at=None,
             recovered_at=None,
             status=outcome.verdict,
-            detail=_chaos_detail(outcome),
+            detail=outcome.detail,
         )
         self.outcomes.append(record)
         return outcome
@@ -209,11 +209,3 @@ def _rows(test: str, specs: Sequence[SloSpec], results: Sequence[SloResult]) -> 
         goal = f"{spec.comparator.symbol} {format_value(spec, spec.objective)}"
         out.append(SloRow(test, r.name, r.window.name, str(r.verdict), value, goal))
     return out
-
-
-def _chaos_detail(outcome: chaos.ChaosOutcome) -> str:
-    if outcome.deviated:
-        return "the steady-state hypothesis deviated after the fault"
-    if outcome.failed_activities:
-        return f"activities failed: {', '.join(outcome.failed_activities)}"
-    return f"experiment {outcome.status}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -89,17 +88,15 @@ class SessionTarget:
         register_run(self.state_dir, self.run_id, self.run_dir, detached=False)
         self._target = LocalTarget(run_id=self.run_id, run_dir=self.run_dir, topology=self.topology)
         try:
-            endpoints = self._target.deploy()
-            seeded = _seed.seed_platform(
-                endpoints, servers=servers, ready_timeout_s=self.topology.ready_timeout_s
+            return _seed.deploy_seeded(
+                self._target,
+                servers=servers,
+                held_sessions=HELD_SESSIONS,
+                ready_timeout_s=self.topology.ready_timeout_s,
             )
-            endpoints = replace(endpoints, tenant_token_file=str(seeded.tenant_token_file))
-            _seed.hold_sessions(endpoints, HELD_SESSIONS)
-            endpoints.write(self.run_dir / "target.json")
         except BaseException:
             self.__exit__(None, None, None)
             raise
-        return endpoints
 
     def _wait_scraped(self, endpoints: Endpoints) -> None:
         with PrometheusClient(endpoints.prometheus_url, timeout_s=PROMETHEUS_TIMEOUT_S) as prom:
