@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import _harness_stats  # noqa: F401  (registers --harness-stats-file)
 from locust import FastHttpUser, between, events, task
 
 DEFAULT_TARGET_FILE = os.environ.get("HARNESS_TARGET_FILE", ".harness/target.json")

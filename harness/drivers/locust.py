@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.model import LoadSummary
+from harness.model import LoadSummary, PhaseRecord
 from harness.util.errors import DriverError
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class LocustRun:
         self.out_dir = out_dir
         self.env = dict(env)
         self.json_path = out_dir / "locust-stats.json"
+        self.per_second_path = out_dir / "per-second.json"
         self.log_path = out_dir / "locust.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -83,6 +84,8 @@ class LocustRun:
             str(self.out_dir / "locust-stats"),
             "--stop-timeout",
             "5",
+            "--harness-stats-file",
+            str(self.per_second_path),
             "--exit-code-on-error",
             "0",
             *s.extra_args,
@@ -144,6 +147,61 @@ class LocustRun:
                 f"{self.log_path}:\n{_tail(self.log_path)}"
             ) from exc
         return summarize(entries)
+
+    def phase_summaries(self, phases: Sequence[PhaseRecord]) -> dict[str, LoadSummary]:
+        """Statistics of each phase, cut from the per-second file by the phases' windows."""
+        try:
+            seconds = json.loads(self.per_second_path.read_text())["seconds"]
+        except (OSError, ValueError, KeyError):
+            log.warning(
+                "no per-second statistics in %s; per-phase load is unknown", self.per_second_path
+            )
+            return {}
+        return {p.name: summarize_window(seconds, p.start, p.end) for p in phases}
+
+    def saturated(self) -> str:
+        """Locust's own warning that its CPU limited the load, or an empty string."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        hits = [line for line in text.splitlines() if "CPU usage above" in line]
+        return hits[0].strip() if hits else ""
+
+
+def summarize_window(
+    seconds: Mapping[str, Mapping[str, Mapping[str, Any]]], start: float, end: float
+) -> LoadSummary:
+    """Merge the per-second buckets whose second lies in ``[start, end)`` into one summary."""
+    entries: dict[str, dict[str, Any]] = {}
+    first = last = None
+    for second, names in seconds.items():
+        t = int(second)
+        if not start <= t + 0.5 < end:
+            continue
+        first = t if first is None else min(first, t)
+        last = t if last is None else max(last, t)
+        for name, b in names.items():
+            e = entries.setdefault(name, {"n": 0, "f": 0, "rt": {}})
+            e["n"] += b["n"]
+            e["f"] += b["f"]
+            for ms, count in b["rt"].items():
+                e["rt"][ms] = e["rt"].get(ms, 0) + count
+    end_time = (last + 1) if last is not None else None
+    return summarize(
+        [
+            {
+                "method": key.partition(" ")[0],
+                "name": key.partition(" ")[2],
+                "num_requests": e["n"],
+                "num_failures": e["f"],
+                "response_times": e["rt"],
+                "start_time": first,
+                "last_request_timestamp": end_time,
+            }
+            for key, e in entries.items()
+        ]
+    )
 
 
 def summarize(entries: Sequence[Mapping[str, Any]]) -> LoadSummary:

@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.config import Settings
@@ -209,7 +209,9 @@ def _drive(
             )
         _hold(req, timeline, "recovery", s.phases.recovery_s, load)
         load.stop()
-        outcome.load = load.summary()
+        outcome.load = replace(load.summary(), by_phase=load.phase_summaries(timeline.phases()))
+        if saturation := load.saturated():
+            outcome.invalid.append(f"the load generator was saturated: {saturation}")
     return before
 
 

@@ -125,6 +125,7 @@ class LoadSummary:
     p99_ms: float | None
     rps: float | None = None
     by_name: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    by_phase: Mapping[str, LoadSummary] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

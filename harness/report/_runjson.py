@@ -59,6 +59,7 @@ class LoadJson(TypedDict):
     p99_ms: float | None
     rps: float | None
     by_name: dict[str, dict[str, float]]
+    phases: dict[str, LoadJson]
 
 
 class RunJson(TypedDict):
@@ -171,4 +172,5 @@ def _load(load: LoadSummary) -> LoadJson:
         "p99_ms": load.p99_ms,
         "rps": load.rps,
         "by_name": {name: dict(stats) for name, stats in load.by_name.items()},
+        "phases": {name: _load(phase) for name, phase in load.by_phase.items()},
     }

@@ -56,13 +56,20 @@ def _faults(run: RunRecord) -> list[str]:
 def _load(load: LoadSummary | None) -> list[str]:
     if load is None:
         return ["load: none recorded"]
+    lines = [f"load: {_load_text(load)}"]
+    width = max((len(name) for name in load.by_phase), default=0)
+    lines += [f"  {name:<{width}}  {_load_text(p)}" for name, p in load.by_phase.items()]
+    return lines
+
+
+def _load_text(load: LoadSummary) -> str:
     share = 100 * load.failures / load.requests if load.requests else 0.0
-    text = f"load: {load.requests} requests, {load.failures} failures ({share:.2f} %)"
+    text = f"{load.requests} requests, {load.failures} failures ({share:.2f} %)"
     if load.p50_ms is not None and load.p99_ms is not None:
         text += f", p50 {load.p50_ms:.0f} ms, p99 {load.p99_ms:.0f} ms"
     if load.rps is not None:
         text += f", {load.rps:.1f} req/s"
-    return [text]
+    return text
 
 
 def _grid(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

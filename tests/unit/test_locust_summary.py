@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from harness.drivers.locust import LocustRun, LocustSpec, summarize
+from harness.drivers.locust import LocustRun, LocustSpec, summarize, summarize_window
 from harness.model import LoadSummary
 
 
@@ -45,3 +45,22 @@ def test_locust_is_bounded_by_its_own_run_time(tmp_path) -> None:  # type: ignor
     argv = LocustRun(spec, out_dir=tmp_path, env={}).argv()
     assert "42s" == argv[argv.index("-t") + 1]
     assert "--headless" in argv
+
+
+def test_a_window_takes_only_the_seconds_inside_it() -> None:
+    seconds = {
+        "100": {"GET /a": {"n": 2, "f": 0, "rt": {"10": 2}}},
+        "101": {"GET /a": {"n": 1, "f": 1, "rt": {"30": 1}}},
+        "102": {"GET /b": {"n": 5, "f": 0, "rt": {"5": 5}}},
+    }
+    first = summarize_window(seconds, 100.0, 102.0)
+    assert (3, 1, {"GET /a"}) == (first.requests, first.failures, set(first.by_name))
+    assert 30.0 == first.p99_ms
+    second = summarize_window(seconds, 102.0, 103.0)
+    assert (5, {"GET /b"}) == (second.requests, set(second.by_name))
+
+
+def test_an_empty_window_has_no_requests() -> None:
+    assert (
+        0 == summarize_window({"100": {"GET /a": {"n": 1, "f": 0, "rt": {"1": 1}}}}, 0, 50).requests
+    )
