@@ -19,6 +19,7 @@ from harness.drivers.locust import LocustRun, LocustSpec
 from harness.drivers.prometheus import PrometheusClient
 from harness.engine import _seed
 from harness.engine._faults import fault_records, with_recoveries
+from harness.engine._series import save_series
 from harness.engine.lifecycle import register_run, unregister_run
 from harness.engine.timeline import Timeline
 from harness.model import (
@@ -251,6 +252,7 @@ def _evaluate(
         faults=[f for f in outcome.faults if f.status is not Verdict.SKIPPED],
         external={"sessions-preserved": share},
     )
+    save_series(prom, run_window, req.run_dir / "series.json", step_s=prom.scrape_interval_s())
     recovery_slos = {s.name for s in specs if s.indicator.kind is IndicatorKind.RECOVERY_TIME}
     outcome.faults = with_recoveries(outcome.faults, outcome.slos, recovery_slos)
 
@@ -359,6 +361,7 @@ def _record(
             "locust_log": req.run_dir / "locust" / "locust.log",
             "logs": req.run_dir / "logs",
             "target": req.run_dir / "target.json",
+            "series": req.run_dir / "series.json",
         }.items()
         if path.exists()
     }
