@@ -19,6 +19,8 @@ declare -A DEBS=(
   [haproxy]=haproxy
   [nft]=nftables
   [ip]=iproute2
+  # Tests render the HTML report in headless Chromium.
+  [chromium]=chromium
 )
 
 missing=()
