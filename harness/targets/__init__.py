@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from harness.model import Endpoints
+from harness.targets._kubecluster import KubeCluster, kube_bin_dir
 from harness.targets._local import LocalTarget, LocalTopology, find_binaries
 from harness.targets._netns import Fabric, Host, netns_supported, remove_namespaces
 
@@ -29,10 +30,12 @@ __all__ = [
     "TARGETS",
     "Fabric",
     "Host",
+    "KubeCluster",
     "LocalTarget",
     "LocalTopology",
     "Target",
     "find_binaries",
+    "kube_bin_dir",
     "netns_supported",
     "remove_namespaces",
 ]

@@ -1,0 +1,64 @@
+"""Fixtures of the e2e tier: the local Kubernetes control plane (built once, cached)."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from harness.targets import KubeCluster, kube_bin_dir
+from tests.conftest import REPO_ROOT
+
+BUILD_TIMEOUT_S = 3600  # a cold build is 15-30 minutes on 2 cores; warm it is a no-op
+
+
+@pytest.fixture(scope="session")
+def kube_bin() -> Path:
+    """The bin dir of the control-plane binaries; builds them (scripts/kube-build.sh) if missing."""
+    found = kube_bin_dir(REPO_ROOT)
+    if found is not None:
+        return found
+    script = REPO_ROOT / "scripts" / "kube-build.sh"
+    try:
+        out = subprocess.run(
+            ["bash", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{script} did not finish within {BUILD_TIMEOUT_S} s; run it by hand.")
+    if out.returncode != 0:
+        tail = "\n".join((out.stdout + out.stderr).splitlines()[-30:])
+        pytest.fail(f"{script} failed (exit {out.returncode}); the end of its output:\n{tail}")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(kube_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    """One control plane with three KWOK nodes for the whole session, stopped at its end."""
+    with KubeCluster(bin_dir=kube_bin, work_dir=tmp_path_factory.mktemp("kube")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def kube_api(kube_cluster: KubeCluster) -> Iterator[k8s.ApiClient]:
+    """An admin API client of the session's cluster."""
+    with kube_cluster.api_client() as api:
+        yield api
+
+
+@pytest.fixture
+def namespace(kube_api: k8s.ApiClient) -> Iterator[str]:
+    """A namespace of its own for one test, deleted after it."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = k8s.CoreV1Api(kube_api)
+    body = k8s.V1Namespace.from_dict({"metadata": {"name": name}})
+    assert body is not None
+    core.create_namespace(body=body, _request_timeout=10)
+    yield name
+    core.delete_namespace(name, _request_timeout=10)
