@@ -20,7 +20,7 @@ from harness.config import Settings, load_settings
 from harness.engine.certify import CertifyRequest, Interrupted, certify
 from harness.engine.lifecycle import bring_down, bring_up, reap_stale_runs
 from harness.model import ExitCode, RunRecord
-from harness.report import render_table, write_junit, write_run_json
+from harness.report import render_table, write_html, write_junit, write_run_json
 from harness.targets import TARGETS, LocalTopology
 from harness.util.errors import ConfigError, HarnessError
 
@@ -117,6 +117,7 @@ def _certify(
     _write_reports(record, run_dir)
     print(render_table(record))
     print(f"run.json: {run_dir / 'run.json'}")
+    print(f"report:   {run_dir / 'report.html'}")
     return int(record.exit_code)
 
 
@@ -124,6 +125,7 @@ def _write_reports(record: RunRecord, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_run_json(record, run_dir / "run.json")
     write_junit(record, run_dir / "junit.xml")
+    write_html(record, series_path=run_dir / "series.json", out=run_dir / "report.html")
 
 
 def _up(settings: Settings, *, run_id: str, run_dir: Path, state_dir: Path) -> int:

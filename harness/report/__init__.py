@@ -1,5 +1,7 @@
-"""Reports rendered from a RunRecord: run.json (the source of truth), JUnit XML, a text table."""
+"""Reports rendered from a RunRecord: run.json (the source of truth), JUnit XML, a text table
+and a self-contained HTML page."""
 
+from harness.report._html import render_html, write_html
 from harness.report._junit import junit_tree, write_junit
 from harness.report._runjson import (
     SCHEMA_VERSION,
@@ -25,8 +27,10 @@ __all__ = [
     "WindowJson",
     "junit_tree",
     "read_run_json",
+    "render_html",
     "render_table",
     "run_to_json",
+    "write_html",
     "write_junit",
     "write_run_json",
 ]
