@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,3 +24,22 @@ def workdir(tmp_path: Path) -> Path:
     for name in CONTENT:
         shutil.copytree(REPO_ROOT / name, tmp_path / name)
     return tmp_path
+
+
+def run_harness(
+    *args: str, cwd: Path = REPO_ROOT, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `harness` command (as `python -m harness.cli`) and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def only_run(reports: Path) -> tuple[Path, dict[str, Any]]:
+    """The single run directory under ``reports`` and its run.json."""
+    (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
+    return run_dir, json.loads((run_dir / "run.json").read_text())

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.conftest import only_run, run_harness
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +35,8 @@ def test_an_experiment_needing_a_missing_capability_is_skipped(workdir: Path) ->
         "experiments: [experiments/needs-partition.yaml]\n"
         "slos: slos/short.yaml\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "certify", "--profile", "short"],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    (run_dir,) = list((workdir / "reports").iterdir())
-    data = json.loads((run_dir / "run.json").read_text())
+    result = run_harness("certify", "--profile", "short", cwd=workdir)
+    _, data = only_run(workdir / "reports")
     (fault,) = data["faults"]
     assert ("api-replica-kill", "SKIPPED") == (fault["name"], fault["status"])
     assert "lacks partition" in fault["detail"]

@@ -8,35 +8,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.integration.conftest import only_run, run_harness
 
 pytestmark = pytest.mark.integration
 
-RUN_TIMEOUT_S = 300
-
-
-def harness(
-    *args: str, cwd: Path, timeout: float = RUN_TIMEOUT_S
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
 
 def run_json(reports: Path) -> dict[str, Any]:
-    (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
-    data: dict[str, Any] = json.loads((run_dir / "run.json").read_text())
-    return data
+    return only_run(reports)[1]
 
 
 def _listening_ports() -> set[int]:
@@ -49,7 +32,7 @@ def passing_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[subprocess.CompletedProcess[str], Path, set[int]]:
     reports = tmp_path_factory.mktemp("reports")
-    result = harness(
+    result = run_harness(
         "certify",
         "--target",
         "local",
@@ -57,7 +40,6 @@ def passing_run(
         "smoke",
         "--reports-dir",
         str(reports),
-        cwd=REPO_ROOT,
     )
     return result, reports, _listening_ports()
 
@@ -112,7 +94,7 @@ def test_the_run_leaves_no_process_or_listening_port_behind(passing_run: Any) ->
 
 
 def test_the_gate_fails_when_no_controller_can_take_over(tmp_path: Path) -> None:
-    result = harness(
+    result = run_harness(
         "certify",
         "--target",
         "local",
@@ -122,7 +104,6 @@ def test_the_gate_fails_when_no_controller_can_take_over(tmp_path: Path) -> None
         "topology.controller_replicas=1",
         "--reports-dir",
         str(tmp_path),
-        cwd=REPO_ROOT,
     )
     assert 1 == result.returncode, result.stdout + result.stderr[-4000:]
     data = run_json(tmp_path)

@@ -3,37 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.integration.conftest import only_run, run_harness
 
 pytestmark = pytest.mark.integration
 
 
 def test_freeze_and_replica_kill_leave_every_slo_passing(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness.cli",
-            "certify",
-            "--profile",
-            "local-faults",
-            "--reports-dir",
-            str(tmp_path),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_harness("certify", "--profile", "local-faults", "--reports-dir", str(tmp_path))
     assert 0 == result.returncode, result.stdout + result.stderr[-4000:]
-    (run_dir,) = list(tmp_path.iterdir())
-    data = json.loads((run_dir / "run.json").read_text())
+    run_dir, data = only_run(tmp_path)
     faults = {f["name"]: f for f in data["faults"]}
     assert {"controller-leader-freeze", "api-replica-kill"} == set(faults)
     assert 0 < faults["controller-leader-freeze"]["recovery_s"] <= 30

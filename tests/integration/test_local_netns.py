@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.targets import netns_supported
-from tests.conftest import REPO_ROOT
+from tests.integration.conftest import only_run, run_harness
 
 pytestmark = [
     pytest.mark.integration,
@@ -25,25 +24,9 @@ def namespaces() -> set[str]:
 
 def test_a_partitioned_replica_and_a_killed_leader_leave_every_slo_passing(tmp_path: Path) -> None:
     before = namespaces()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness.cli",
-            "certify",
-            "--profile",
-            "local-netns",
-            "--reports-dir",
-            str(tmp_path),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_harness("certify", "--profile", "local-netns", "--reports-dir", str(tmp_path))
     assert 0 == result.returncode, result.stdout + result.stderr[-4000:]
-    (run_dir,) = list(tmp_path.iterdir())
-    data = json.loads((run_dir / "run.json").read_text())
+    run_dir, data = only_run(tmp_path)
     assert {"controller-leader-kill", "api-replica-partition"} == {
         f["name"] for f in data["faults"]
     }
