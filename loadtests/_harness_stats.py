@@ -31,8 +31,8 @@ def _rounded(ms: float) -> int:
     if ms < 100:
         return round(ms)
     if ms < 1000:
-        return round(ms, -1)
-    return round(ms, -2)
+        return int(round(ms, -1))
+    return int(round(ms, -2))
 
 
 @events.request.add_listener

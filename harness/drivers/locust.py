@@ -214,7 +214,8 @@ def summarize(entries: Sequence[Mapping[str, Any]]) -> LoadSummary:
         n, f = int(e["num_requests"]), int(e["num_failures"])
         requests += n
         failures += f
-        times = {int(k): int(v) for k, v in e.get("response_times", {}).items()}
+        # Keys are milliseconds as text; older files hold them as floats ("250.0").
+        times = {round(float(k)): int(v) for k, v in e.get("response_times", {}).items()}
         for k, v in times.items():
             histogram[k] = histogram.get(k, 0) + v
         by_name[f"{e['method']} {e['name']}"] = {

@@ -117,6 +117,9 @@ def certify(req: CertifyRequest) -> RunRecord:
         outcome.invalid.append("the run was interrupted (Ctrl-C or SIGTERM); teardown completed")
     except HarnessError as exc:
         outcome.invalid.append(str(exc))
+    except Exception as exc:  # a defect of the harness: report it, the run decided nothing
+        log.exception("internal error during run %s", req.run_id)
+        outcome.invalid.append(f"internal error of the harness: {exc!r} (traceback in the log)")
     finally:
         unregister_run(req.state_dir, req.run_id)
     return _record(req, started, timeline, outcome)

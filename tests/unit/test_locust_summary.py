@@ -64,3 +64,8 @@ def test_an_empty_window_has_no_requests() -> None:
     assert (
         0 == summarize_window({"100": {"GET /a": {"n": 1, "f": 0, "rt": {"1": 1}}}}, 0, 50).requests
     )
+
+
+def test_response_times_written_as_floats_are_read() -> None:
+    seconds = {"100": {"GET /a": {"n": 2, "f": 0, "rt": {"250.0": 1, "1100.0": 1}}}}
+    assert 1100.0 == summarize_window(seconds, 100.0, 101.0).p99_ms
