@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test certify kube lock clean down
+.PHONY: setup test certify kube lock clean down bench-recovery
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,10 @@ kube:
 
 certify: setup
 	$(BIN)/harness certify --target local --profile smoke
+
+# Benchmarks print their figures and save them to reports/bench/; not part of `make test`.
+bench-recovery: setup
+	$(BIN)/python benchmarks/recovery.py --repeat 5
 
 down: setup
 	$(BIN)/harness down
