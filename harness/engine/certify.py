@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.config import Settings
@@ -19,20 +19,18 @@ from harness.drivers.locust import LocustRun, LocustSpec
 from harness.drivers.prometheus import PrometheusClient
 from harness.engine import _seed
 from harness.engine._faults import fault_records, with_recoveries
+from harness.engine._record import Outcome, build_record
 from harness.engine._series import save_series
 from harness.engine.lifecycle import register_run, unregister_run
 from harness.engine.timeline import Timeline
 from harness.model import (
     CAPABILITIES,
     Endpoints,
-    ExitCode,
     FaultRecord,
-    LoadSummary,
     RunRecord,
     SloResult,
     Verdict,
     Window,
-    combine_verdicts,
 )
 from harness.slo import IndicatorKind, SloSpec, evaluate_slos, load_slo_file
 from harness.targets import LocalTarget, LocalTopology, find_binaries
@@ -59,15 +57,6 @@ class CertifyRequest:
     run_id: str
     state_dir: Path
     sleep: Callable[[float], None] = time.sleep
-
-
-@dataclass
-class _Outcome:
-    slos: tuple[SloResult, ...] = ()
-    faults: tuple[FaultRecord, ...] = ()
-    load: LoadSummary | None = None
-    errors: list[str] = field(default_factory=list)
-    invalid: list[str] = field(default_factory=list)
 
 
 def preflight(req: CertifyRequest) -> tuple[tuple[SloSpec, ...], list[Path]]:
@@ -109,7 +98,7 @@ def certify(req: CertifyRequest) -> RunRecord:
     req.run_dir.mkdir(parents=True, exist_ok=True)
     timeline = Timeline(req.run_dir / "timeline.jsonl")
     started = time.time()
-    outcome = _Outcome()
+    outcome = Outcome()
     register_run(req.state_dir, req.run_id, req.run_dir, detached=False)
     try:
         _run(req, specs, experiments, timeline, outcome)
@@ -122,7 +111,15 @@ def certify(req: CertifyRequest) -> RunRecord:
         outcome.invalid.append(f"internal error of the harness: {exc!r} (traceback in the log)")
     finally:
         unregister_run(req.state_dir, req.run_id)
-    return _record(req, started, timeline, outcome)
+    return build_record(
+        run_id=req.run_id,
+        profile=req.settings.name,
+        target=req.target,
+        run_dir=req.run_dir,
+        started=started,
+        phases=tuple(timeline.phases()),
+        outcome=outcome,
+    )
 
 
 PROMETHEUS_JOBS = (
@@ -139,7 +136,7 @@ def _run(
     specs: tuple[SloSpec, ...],
     experiments: list[Path],
     timeline: Timeline,
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> None:
     topology = LocalTopology.from_settings(req.settings)
     with LocalTarget(run_id=req.run_id, run_dir=req.run_dir, topology=topology) as target:
@@ -187,7 +184,7 @@ def _drive(
     endpoints: Endpoints,
     experiments: list[Path],
     timeline: Timeline,
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> list[str]:
     """Load through warm-up, baseline, the faults and recovery; return the sessions checked."""
     s = req.settings
@@ -229,7 +226,7 @@ def _evaluate(
     experiments: list[Path],
     before: list[str],
     timeline: Timeline,
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> None:
     """Judge the run: sessions kept, processes alive, every SLO over its windows."""
     share, lost = _seed.preserved_share(endpoints, before)
@@ -293,7 +290,7 @@ def _run_experiment(
     *,
     caps: frozenset[str],
     timeline: Timeline,
-    outcome: _Outcome,
+    outcome: Outcome,
 ) -> None:
     name = path.stem
     experiment = str(path.relative_to(req.repo_root))
@@ -341,49 +338,3 @@ def _run_window(timeline: Timeline) -> Window:
     )
     end = phases["recovery"].end if "recovery" in phases else max(p.end for p in phases.values())
     return Window("run", start, end)
-
-
-def _record(
-    req: CertifyRequest, started: float, timeline: Timeline, outcome: _Outcome
-) -> RunRecord:
-    verdicts = [r.verdict for r in outcome.slos if r.severity == "gate"]
-    verdicts += [f.status for f in outcome.faults]
-    if outcome.invalid:
-        verdicts.append(Verdict.INVALID)
-    verdict = combine_verdicts(verdicts)
-    exit_code = {
-        Verdict.PASS: ExitCode.PASS,
-        Verdict.FAIL: ExitCode.FAIL,
-        Verdict.INCONCLUSIVE: ExitCode.FAIL,
-    }.get(verdict, ExitCode.INFRA)
-    artifacts = {
-        name: str(path.relative_to(req.run_dir))
-        for name, path in {
-            "timeline": req.run_dir / "timeline.jsonl",
-            "locust_stats": req.run_dir / "locust" / "locust-stats.json",
-            "locust_log": req.run_dir / "locust" / "locust.log",
-            "logs": req.run_dir / "logs",
-            "target": req.run_dir / "target.json",
-            "series": req.run_dir / "series.json",
-        }.items()
-        if path.exists()
-    }
-    for journal in sorted((req.run_dir / "chaos").glob("*.journal.json")):
-        artifacts[f"journal:{journal.name.removesuffix('.journal.json')}"] = str(
-            journal.relative_to(req.run_dir)
-        )
-    return RunRecord(
-        run_id=req.run_id,
-        profile=req.settings.name,
-        target=req.target,
-        started_at=started,
-        ended_at=time.time(),
-        verdict=verdict,
-        exit_code=exit_code,
-        slos=outcome.slos,
-        faults=outcome.faults,
-        phases=tuple(timeline.phases()),
-        load=outcome.load,
-        artifacts=artifacts,
-        errors=tuple(outcome.invalid + outcome.errors),
-    )
