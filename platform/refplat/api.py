@@ -13,6 +13,7 @@ from aiohttp import web
 
 from refplat.audit import AuditAction
 from refplat.auditlog import admin_or_tenant, audit_sink
+from refplat.datadir import DataDir
 from refplat.metrics import ApiMetrics, metrics_handler
 from refplat.middleware import (
     MAX_BODY_BYTES,
@@ -26,8 +27,18 @@ from refplat.middleware import (
     text_field,
 )
 from refplat.model import EndReason, GameServerState, SessionState
+from refplat.openapi import openapi_handler
+from refplat.quota import DEFAULT_QUOTA_BYTES, Quota
+from refplat.ratelimit import (
+    DEFAULT_PER_SESSION,
+    DEFAULT_PER_TOKEN,
+    RateLimit,
+    RateLimiter,
+    rate_limit_middleware,
+)
 from refplat.runtime import HostPort, serving
 from refplat.store import Store
+from refplat.worldfiles import WorldFiles
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +56,10 @@ class ApiSettings:
     admin_token_file: Path
     session_ttl_s: float = MAX_SESSION_TTL_S
     audit_key_file: Path | None = None
+    rate_limit_per_token: RateLimit = DEFAULT_PER_TOKEN
+    rate_limit_per_session: RateLimit = DEFAULT_PER_SESSION
+    data_dir: Path | None = None
+    session_disk_quota_bytes: int = DEFAULT_QUOTA_BYTES
 
 
 def read_admin_token(path: Path) -> str:
@@ -68,6 +83,18 @@ class Api:
         self._audit = audit_sink(
             redis=store.redis, key_file=settings.audit_key_file, registry=self.metrics.registry
         )
+        self._limiter = RateLimiter(
+            store=store,
+            per_token=settings.rate_limit_per_token,
+            per_session=settings.rate_limit_per_session,
+        )
+        self._files = WorldFiles(
+            store=store,
+            quota=Quota(store=store, quota_bytes=settings.session_disk_quota_bytes),
+            data=DataDir(settings.data_dir) if settings.data_dir else None,
+            caller_of=self._caller,
+            metrics=self.metrics,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set."""
@@ -79,12 +106,17 @@ class Api:
         """The aiohttp application with every route."""
         app = web.Application(
             client_max_size=MAX_BODY_BYTES,
-            middlewares=[metrics_middleware(self.metrics), error_middleware],
+            middlewares=[
+                metrics_middleware(self.metrics),
+                error_middleware,
+                rate_limit_middleware(self._limiter, self.metrics),
+            ],
         )
         r = app.router
         r.add_get("/healthz", self.healthz)
         r.add_get("/readyz", self.readyz)
         r.add_get("/metrics", metrics_handler(self.metrics.registry))
+        r.add_get("/openapi.json", openapi_handler())
         r.add_post("/v1/tenants", self.create_tenant)
         r.add_post("/v1/servers", self.create_server)
         r.add_get("/v1/servers", self.list_servers)
@@ -94,6 +126,7 @@ class Api:
         r.add_get("/v1/sessions", self.list_sessions)
         r.add_get("/v1/sessions/{id}", self.get_session)
         r.add_delete("/v1/sessions/{id}", self.end_session)
+        self._files.add_routes(r)
         return app
 
     async def healthz(self, _request: web.Request) -> web.Response:
@@ -160,6 +193,7 @@ class Api:
         if not await self._store.shutdown_server(server_id=server_id, tenant=caller.tenant):
             raise error(404, "no such server")
         await self._audited(caller.tenant, AuditAction.SERVER_DELETE, server_id)
+        await self._sweep()
         server = await self._store.get_server(server_id)
         body = server.to_json() if server else {"id": server_id, "state": "Shutdown"}
         return web.json_response(body, status=202)
@@ -212,10 +246,18 @@ class Api:
         )
         if ended:
             await self._audited(caller.tenant, AuditAction.SESSION_END, session_id)
+            await self._sweep()
         session = await self._store.get_session(session_id) if ended else None
         if session is None:
             raise error(404, "no such session")
         return web.json_response(session.to_json())
+
+    async def _sweep(self) -> None:
+        """Delete the files of ended sessions now (the controller sweeps too); never fails."""
+        try:
+            await self._files.sweep()
+        except Exception as exc:
+            log.warning("deleting the files of ended sessions failed: %s", exc)
 
     # Audit hook (see refplat.auditlog): one event per successful mutation.
 

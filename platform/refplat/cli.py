@@ -13,6 +13,8 @@ from refplat.agent import Agent, AgentSettings
 from refplat.api import MAX_SESSION_TTL_S, Api, ApiSettings, read_admin_token
 from refplat.auditcli import add_audit_parser, run_audit
 from refplat.controller import Controller, ControllerSettings
+from refplat.quota import DEFAULT_QUOTA_BYTES
+from refplat.ratelimit import DEFAULT_PER_SESSION, DEFAULT_PER_TOKEN, RateLimit
 from refplat.runtime import HostPort, configure_logging, run_until_signalled
 from refplat.store import Store, connect
 
@@ -33,6 +35,20 @@ def _positive(text: str) -> float:
     return value
 
 
+def _rate_limit(text: str) -> RateLimit:
+    try:
+        return RateLimit.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _bytes(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes >= 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="refplat", description=__doc__)
@@ -45,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--admin-token-file", required=True, type=Path)
     api.add_argument("--session-ttl-s", type=_positive, default=MAX_SESSION_TTL_S)
     api.add_argument("--audit-key-file", type=Path, default=None)
+    api.add_argument("--rate-limit-per-token", type=_rate_limit, default=DEFAULT_PER_TOKEN)
+    api.add_argument("--rate-limit-per-session", type=_rate_limit, default=DEFAULT_PER_SESSION)
+    api.add_argument("--data-dir", type=Path, default=None)
+    api.add_argument("--session-disk-quota-bytes", type=_bytes, default=DEFAULT_QUOTA_BYTES)
     ctl = sub.add_parser("controller", help="elect a leader and reconcile")
     ctl.add_argument("--redis-url", required=True)
     ctl.add_argument("--id", required=True, dest="controller_id")
@@ -54,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--heartbeat-timeout-s", type=_positive, default=10.0)
     ctl.add_argument("--reconcile-interval-s", type=_positive, default=0.5)
     ctl.add_argument("--audit-key-file", type=Path, default=None)
+    ctl.add_argument("--data-dir", type=Path, default=None)
     agent = sub.add_parser("agent", help="run the game servers of one node")
     agent.add_argument("--redis-url", required=True)
     agent.add_argument("--node", required=True)
@@ -72,6 +93,10 @@ def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent
             admin_token_file=args.admin_token_file,
             session_ttl_s=args.session_ttl_s,
             audit_key_file=args.audit_key_file,
+            rate_limit_per_token=args.rate_limit_per_token,
+            rate_limit_per_session=args.rate_limit_per_session,
+            data_dir=args.data_dir,
+            session_disk_quota_bytes=args.session_disk_quota_bytes,
         )
         token = read_admin_token(settings.admin_token_file)
         return Api(store=store, settings=settings, admin_token=token)
@@ -86,6 +111,7 @@ def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent
                 heartbeat_timeout_s=args.heartbeat_timeout_s,
                 reconcile_interval_s=args.reconcile_interval_s,
                 audit_key_file=args.audit_key_file,
+                data_dir=args.data_dir,
             ),
         )
     return Agent(

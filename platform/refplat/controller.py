@@ -4,7 +4,9 @@ Each pass lists nodes, servers and due sessions, derives the work keys, and reco
 key with one fenced Lua script: a lost node releases its servers (back to Creating) and ends
 their sessions (ServerLost); a Creating server is scheduled onto the live node with the
 fewest servers; a due session ends (Expired); a Shutdown server no live agent will remove
-is deleted. A failed key backs off; a fenced write makes the controller step down.
+is deleted. With a data directory, the world files of ended sessions are deleted too (see
+:mod:`refplat.worldfiles`). A failed key backs off; a fenced write makes the controller
+step down.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ from aiohttp import web
 from refplat.audit import AuditAction
 from refplat.auditlog import audit_sink, controller_actor
 from refplat.backoff import KeyBackoff
+from refplat.datadir import DataDir
 from refplat.lease import Lease, Term
 from refplat.metrics import ControllerMetrics, metrics_handler
 from refplat.model import GameServer, GameServerState, Node, NodeState
+from refplat.quota import Quota
 from refplat.runtime import HostPort, serving, sleep_or_stop
 from refplat.store import FencedError, Store
+from refplat.worldfiles import sweep_ended
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,7 @@ class ControllerSettings:
     heartbeat_timeout_s: float = 10.0
     reconcile_interval_s: float = 0.5
     audit_key_file: Path | None = None
+    data_dir: Path | None = None
 
 
 class KeyKind(enum.Enum):
@@ -183,6 +189,8 @@ class Controller:
         for key in keys:
             if self._backoff.due(key):
                 await self._reconcile_key(term, key)
+        if self._settings.data_dir is not None:
+            await sweep_ended(quota=Quota(store=self._store), data=DataDir(self._settings.data_dir))
 
     def _is_live(self, node: Node, now: float) -> bool:
         fresh = now - node.heartbeat_at <= self._settings.heartbeat_timeout_s

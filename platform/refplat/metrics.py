@@ -45,6 +45,17 @@ class ApiMetrics:
         )
         self.up = Gauge("refplat_api_up", "1 while the api serves.", registry=self.registry)
         self.up.set(1)
+        self.rate_limited = Counter(
+            "refplat_api_rate_limited",
+            "Requests refused with 429 by the limit of their token or session.",
+            ["scope"],
+            registry=self.registry,
+        )
+        self.quota_rejections = Counter(
+            "refplat_api_quota_rejections",
+            "World-file writes refused with 507 by their session's disk quota.",
+            registry=self.registry,
+        )
 
 
 class ControllerMetrics:

@@ -26,15 +26,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """A client-visible error: an HTTP status and a JSON body ``{"error": ..., ...}``."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
         self.body = {"error": message, **extra}
 
 
-def error(status: int, message: str, **extra: Any) -> ApiError:
-    """Build an :class:`ApiError` (to ``raise``)."""
-    return ApiError(status, message, **extra)
+def error(
+    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> ApiError:
+    """Build an :class:`ApiError` (to ``raise``), with extra response ``headers``."""
+    return ApiError(status, message, headers, **extra)
 
 
 def metrics_middleware(metrics: ApiMetrics) -> Any:
@@ -63,7 +68,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return web.json_response(exc.body, status=exc.status)
+        return web.json_response(exc.body, status=exc.status, headers=exc.headers)
     except web.HTTPException as exc:
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return web.json_response({"error": exc.reason}, status=exc.status, headers=allow)
@@ -84,11 +89,17 @@ class Caller:
         return self.tenant is None
 
 
-async def caller_of(request: web.Request, *, store: Store, admin_token: str) -> Caller:
-    """Authenticate the bearer token; raise 401 when missing or unknown."""
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def caller_of(request: web.Request, *, store: Store, admin_token: str) -> Caller:
+    """Authenticate the bearer token; raise 401 when missing or unknown."""
+    token = bearer_token(request)
+    if token is None:
         raise error(401, "missing bearer token; send 'Authorization: Bearer <token>'")
     if hmac.compare_digest(token.encode(), admin_token.encode()):
         return Caller(tenant=None)

@@ -53,6 +53,9 @@ local function end_session(sess, reason, t)
   if st == '' or st == 'Ended' then return 0 end
   redis.call('HSET', key, 'state', 'Ended', 'reason', reason, 'ended_at', fmt(t))
   redis.call('ZREM', P .. 'sessions:active', sess)
+  if redis.call('EXISTS', P .. 'quota:' .. sess) == 1 then
+    redis.call('SADD', P .. 'quota:ended', sess)
+  end
   local sid = hget(key, 'server_id')
   local sk = skey(sid)
   if hget(sk, 'state') == 'Allocated' and hget(sk, 'session') == sess then

@@ -9,6 +9,8 @@ Key names (all under ``refplat:``):
   ``sessions:active`` sorted set scored by expiry, ``idem:{tenant}:{key}`` -> session id
 - ``node:{name}`` hash, ``nodes`` set
 - ``leader:lease`` (``id:epoch``, with a TTL) and ``leader:epoch`` counter
+- ``rl:token:{sha256}``, ``rl:session:{id}``: rate-limit state (see :mod:`refplat.ratelimit`)
+- ``quota:{session}`` hash, ``quota:ended`` set: disk usage (see :mod:`refplat.quota`)
 """
 
 from __future__ import annotations
@@ -57,12 +59,15 @@ class Store:
 
     async def run(self, name: str, *args: str | int | float) -> Any:
         """Run the script ``scripts.<name>`` with ``args`` as ARGV."""
+        body = getattr(scripts, name)
+        source = scripts.script(body, fenced=name.startswith("CTL_"))
+        return await self.run_source(name, source, *args)
+
+    async def run_source(self, name: str, source: str, *args: str | int | float) -> Any:
+        """Run the Lua ``source`` (registered once under ``name``) with ``args`` as ARGV."""
         script = self._scripts.get(name)
         if script is None:
-            body = getattr(scripts, name)
-            script = self.redis.register_script(
-                scripts.script(body, fenced=name.startswith("CTL_"))
-            )
+            script = self.redis.register_script(source)
             self._scripts[name] = script
         try:
             return await script(keys=[], args=list(args))
