@@ -177,16 +177,29 @@ class LocalTarget:
         admin_token_file = secrets_dir / "admin-token"
         admin_token_file.write_text(secrets.token_urlsafe(32))
         os.chmod(admin_token_file, 0o600)
+        # Game servers' world files: every process of the local target shares this filesystem.
+        data_dir = self.run_dir / "data"
+        data_dir.mkdir(exist_ok=True)
         redis_url = self._start_redis(bins["redis-server"])
         apis = self._start_refplat(
             "api",
             self.topology.api_replicas,
             redis_url,
-            lambda name: ["--instance", name, "--admin-token-file", str(admin_token_file)],
+            lambda name: [
+                "--instance",
+                name,
+                "--admin-token-file",
+                str(admin_token_file),
+                "--data-dir",
+                str(data_dir),
+            ],
         )
         api_url, haproxy_stats = self._start_haproxy(bins["haproxy"], apis)
         controllers = self._start_refplat(
-            "controller", self.topology.controller_replicas, redis_url, lambda name: ["--id", name]
+            "controller",
+            self.topology.controller_replicas,
+            redis_url,
+            lambda name: ["--id", name, "--data-dir", str(data_dir)],
         )
         agents = self._start_refplat(
             "agent",
