@@ -11,19 +11,26 @@ JsonObject = dict[str, Any]
 
 
 class GameServerState(enum.StrEnum):
-    """Lifecycle of a game server (the Agones GameServer state machine, trimmed)."""
+    """Lifecycle of a game server (Agones' GameServer, trimmed, plus Stopped for power actions).
+
+    The allowed transitions and their owners are in :mod:`refplat.states`.
+    """
 
     CREATING = "Creating"
     STARTING = "Starting"
     READY = "Ready"
     ALLOCATED = "Allocated"
+    STOPPED = "Stopped"
     SHUTDOWN = "Shutdown"
     UNHEALTHY = "Unhealthy"
     ERROR = "Error"
 
 
 class SessionState(enum.StrEnum):
-    """Lifecycle of a session (one allocation of one game server)."""
+    """Lifecycle of a session (one allocation of one game server).
+
+    Allocation and ending are single scripts, so Pending and Ending are not used today.
+    """
 
     PENDING = "Pending"
     ACTIVE = "Active"
@@ -58,9 +65,17 @@ def _opt_int(raw: Mapping[str, str], key: str) -> int | None:
     return int(value) if value else None
 
 
+DEFAULT_MEMORY_MIB = 1024
+DEFAULT_DISK_QUOTA_MIB = 10240
+
+
 @dataclass(frozen=True)
 class GameServer:
-    """One game server: where it runs and which session holds it."""
+    """One game server: its size, where it runs and which session holds it.
+
+    ``memory_mib`` and ``disk_quota_mib`` are stored and returned (not enforced on the local
+    runtime); ``restart`` is the token of a restart in place the agent has not done yet.
+    """
 
     id: str
     tenant: str
@@ -71,6 +86,9 @@ class GameServer:
     address: str | None
     port: int | None
     session: str | None
+    memory_mib: int = DEFAULT_MEMORY_MIB
+    disk_quota_mib: int = DEFAULT_DISK_QUOTA_MIB
+    restart: str | None = None
 
     @classmethod
     def from_hash(cls, raw: Mapping[str, str]) -> GameServer:
@@ -85,6 +103,9 @@ class GameServer:
             address=_opt_str(raw, "address"),
             port=_opt_int(raw, "port"),
             session=_opt_str(raw, "session"),
+            memory_mib=_opt_int(raw, "memory_mib") or DEFAULT_MEMORY_MIB,
+            disk_quota_mib=_opt_int(raw, "disk_quota_mib") or DEFAULT_DISK_QUOTA_MIB,
+            restart=_opt_str(raw, "restart"),
         )
 
     def to_json(self) -> JsonObject:
@@ -99,6 +120,9 @@ class GameServer:
             "address": self.address,
             "port": self.port,
             "session": self.session,
+            "memory_mib": self.memory_mib,
+            "disk_quota_mib": self.disk_quota_mib,
+            "restarting": self.restart is not None,
         }
 
 
