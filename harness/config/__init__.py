@@ -4,6 +4,7 @@ from harness.config._loader import available_profiles, load_settings, resolve_pr
 from harness.config._settings import (
     LoadSettings,
     PhaseSettings,
+    RedisSettings,
     Settings,
     TimeoutSettings,
     TopologySettings,
@@ -12,6 +13,7 @@ from harness.config._settings import (
 __all__ = [
     "LoadSettings",
     "PhaseSettings",
+    "RedisSettings",
     "Settings",
     "TimeoutSettings",
     "TopologySettings",

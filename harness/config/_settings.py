@@ -14,6 +14,9 @@ TARGETS = ("local", "kube", "kind")
 # loopback: every process on 127.0.0.1; netns: each host its own network namespace (root only),
 # so partitions can be cut between hosts.
 NETWORKS = ("loopback", "netns")
+# Redis appendfsync: always (fsync before each write is acknowledged), everysec, never (Redis's
+# "no", spelt so that YAML does not read it as false).
+FSYNC_POLICIES = ("always", "everysec", "never")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,16 @@ class TopologySettings:
     node_agents: int = field(default=3, metadata={"minimum": 1})
     game_servers: int = field(default=10, metadata={"minimum": 0})
     network: str = field(default="loopback", metadata={"choices": NETWORKS})
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """How the target runs Redis: append-only file, fsync per ``fsync``.
+
+    Certification profiles set ``always``, so a write Redis acknowledged survives its crash.
+    """
+
+    fsync: str = field(default="everysec", metadata={"choices": FSYNC_POLICIES})
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,7 @@ class Settings:
     description: str = ""
     target: str = field(default="local", metadata={"choices": TARGETS})
     topology: TopologySettings = field(default_factory=TopologySettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
     load: LoadSettings = field(default_factory=LoadSettings)
     phases: PhaseSettings = field(default_factory=PhaseSettings)
     experiments: tuple[Path, ...] = field(default=(), metadata={"exists": True})

@@ -71,6 +71,7 @@ class LocalTopology:
     node_agents: int = 3
     ready_timeout_s: float = 60.0
     network: str = "loopback"
+    redis_fsync: str = "everysec"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalTopology:
@@ -80,6 +81,7 @@ class LocalTopology:
             node_agents=settings.topology.node_agents,
             ready_timeout_s=settings.timeouts.ready_s,
             network=settings.topology.network,
+            redis_fsync=settings.redis.fsync,
         )
 
     def host_names(self) -> list[str]:
@@ -106,6 +108,32 @@ def find_binaries() -> dict[str, str]:
             "(make test and make certify do) or install the Debian packages."
         )
     return {name: path for name, path in found.items() if path is not None}
+
+
+def redis_argv(binary: str, *, address: str, port: int, data: Path, fsync: str) -> list[str]:
+    """The redis-server command line: append-only file, fsync per ``fsync``, no snapshots.
+
+    With ``fsync="always"`` Redis fsyncs the file before it answers a write, so an
+    acknowledged write survives a crash of Redis; ``never`` leaves it to the kernel.
+    """
+    return [
+        binary,
+        "--bind",
+        address,
+        "--port",
+        str(port),
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "no" if fsync == "never" else fsync,
+        "--save",
+        "",
+        # Reachable only on loopback or inside the run's own fabric, which has no uplink.
+        "--protected-mode",
+        "no",
+    ]
 
 
 class LocalTarget:
@@ -248,25 +276,9 @@ class LocalTarget:
         port = place.port("redis")
         data = self.run_dir / "redis"
         data.mkdir(exist_ok=True)
-        # Append-only with fsync per write: an acknowledged write survives a crash of Redis.
-        argv = [
-            binary,
-            "--bind",
-            place.address,
-            "--port",
-            str(port),
-            "--dir",
-            str(data),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-            # Reachable only on loopback or inside the run's own fabric, which has no uplink.
-            "--protected-mode",
-            "no",
-        ]
+        argv = redis_argv(
+            binary, address=place.address, port=port, data=data, fsync=self.topology.redis_fsync
+        )
         self._start("redis", argv, role="redis")
         self._await_port("redis", place.address, port)
         return f"redis://{place.address}:{port}/0"

@@ -4,6 +4,7 @@
   appends a new key that becomes current (rotation); the file is replaced atomically, so a
   running api or controller re-reads either the old or the new file, never half of one.
 - ``archive --redis-url URL --key-file F --out DIR`` moves the Redis list into a segment.
+  (Instead of ``--redis-url``: ``--redis-sentinel HOST:PORT --redis-master NAME``.)
 - ``verify --redis-url URL --key-file F [--archive DIR]`` prints one line per problem and
   exits 1, or prints a summary and exits 0 when the log is intact.
 """
@@ -19,7 +20,8 @@ from typing import Any
 import redis
 
 from refplat.audit import KeyRing, new_key_line
-from refplat.auditarchive import ArchiveError, archive, connect_sync, verify_log
+from refplat.auditarchive import ArchiveError, archive, verify_log
+from refplat.redisconn import add_redis_arguments, connect_sync, redis_settings
 
 
 def add_audit_parser(sub: Any) -> None:
@@ -30,11 +32,11 @@ def add_audit_parser(sub: Any) -> None:
     keygen.add_argument("--out", required=True, type=Path)
     keygen.add_argument("--key-id", default=None)
     arch = commands.add_parser("archive", help="move the Redis log into a compressed segment")
-    arch.add_argument("--redis-url", required=True)
+    add_redis_arguments(arch, wait=False)
     arch.add_argument("--key-file", required=True, type=Path)
     arch.add_argument("--out", required=True, type=Path)
     check = commands.add_parser("verify", help="decrypt and re-chain every audit record")
-    check.add_argument("--redis-url", required=True)
+    add_redis_arguments(check, wait=False)
     check.add_argument("--key-file", required=True, type=Path)
     check.add_argument("--archive", default=None, type=Path)
 
@@ -45,7 +47,7 @@ def run_audit(args: argparse.Namespace) -> int:
         if args.audit_command == "keygen":
             return _keygen(args.out, key_id=args.key_id)
         keys = KeyRing.load(args.key_file)
-        client = connect_sync(args.redis_url)
+        client = connect_sync(redis_settings(args))
         try:
             if args.audit_command == "archive":
                 return _archive(client, keys=keys, directory=args.out)

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from refplat.metrics import ApiMetrics
+from refplat.redisconn import UNAVAILABLE_ERRORS, unavailable_message
 from refplat.store import Store
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return web.json_response({"error": exc.reason}, status=exc.status, headers=allow)
+    except UNAVAILABLE_ERRORS as exc:  # Redis down, failing over, or a write not durable
+        log.warning("%s %s answered 503: %s", request.method, request.path, exc)
+        body = {"error": unavailable_message(exc)}
+        return web.json_response(body, status=503, headers={"Retry-After": "1"})
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return web.json_response({"error": "internal error; see the api log"}, status=500)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import Settings, available_profiles, load_settings
+from harness.config import RedisSettings, Settings, available_profiles, load_settings
 from harness.util.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +31,7 @@ def test_the_smoke_profile_kills_the_controller_leader() -> None:
         name="smoke",
         description="One region on loopback; kill the controller leader under tenant load.",
         experiments=(Path("experiments/controller-leader-kill.yaml"),),
+        redis=RedisSettings(fsync="always"),
     )
     assert expected == settings
 
