@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 
 
 class KeyBackoff:
@@ -39,5 +39,12 @@ class KeyBackoff:
         self._failures.pop(key, None)
         self._not_before.pop(key, None)
 
+    def retain(self, keys: Iterable[Hashable]) -> None:
+        """Forget every key not in ``keys``: its object converged or is gone (level-triggered)."""
+        keep = set(keys)
+        for key in [k for k in self._failures if k not in keep]:
+            self.forget(key)
+
     def __len__(self) -> int:
+        """How many keys are backing off (failed and not yet forgotten)."""
         return len(self._failures)
