@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test certify kube lock clean down bench-recovery
+.PHONY: setup test certify kube lock clean down bench-recovery bench-refplat
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,9 @@ certify: setup
 # Benchmarks print their figures and save them to reports/bench/; not part of `make test`.
 bench-recovery: setup
 	$(BIN)/python benchmarks/recovery.py --repeat 5
+
+bench-refplat: setup
+	$(BIN)/python benchmarks/refplat_perf.py
 
 down: setup
 	$(BIN)/harness down

@@ -1,17 +1,26 @@
 """The node agent: heartbeats for its node and runs the game servers assigned to it.
 
 Every poll it reads the servers in ``refplat:node:{name}:servers`` and converges its local
-listeners on them: a Starting server gets a Server List Ping listener (kernel-chosen port)
-and is set Ready by compare-and-set; a Ready or Allocated server without a local listener
-(after an agent restart) gets one on a new port; a Shutdown server loses its listener and
-its record; a server no longer assigned here loses its listener.
+listeners on them (the transitions are those of :mod:`refplat.states`, owner ``agent``):
+
+- a Starting server gets a Server List Ping listener (kernel-chosen port) and is set Ready
+  by compare-and-set, or Error when the listener cannot be started;
+- a Ready or Allocated server without a local listener (after an agent restart), or with a
+  restart requested, gets a new listener on a new port (opened before the old one closes),
+  and the port moves (an Allocated server's session follows);
+- a Ready or Allocated server whose listener fails the self check (it no longer serves or
+  accepts a connection, checked every ``health_interval_s``) is set Unhealthy;
+- a Stopped, Unhealthy, Error or Creating server loses its listener; a Shutdown server loses
+  its listener and its record; a server no longer assigned here loses its listener.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import resource
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -27,6 +36,7 @@ log = logging.getLogger(__name__)
 PROTOCOL_BY_VERSION = {"1.20.4": 765, "1.20.6": 766, "1.21": 767, "1.21.1": 767}
 DEFAULT_PROTOCOL = 767
 MAX_PLAYERS = 1
+SELF_CHECK_TIMEOUT_S = 1.0
 RUNNING_STATES = frozenset({GameServerState.READY, GameServerState.ALLOCATED})
 
 
@@ -39,6 +49,7 @@ class AgentSettings:
     listen: HostPort
     heartbeat_interval_s: float = 1.0
     poll_interval_s: float = 0.3
+    health_interval_s: float = 5.0
 
 
 def status_of(server: GameServer) -> StatusInfo:
@@ -61,9 +72,11 @@ class Agent:
         self.metrics = AgentMetrics()
         self._listeners: dict[str, asyncio.Server] = {}
         self._status: dict[str, StatusInfo] = {}
+        self._checked_at: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then close every listener."""
+        raise_open_files_limit()
         async with serving(self.web_app(), self._settings.listen):
             tasks = [
                 asyncio.create_task(self._heartbeat_loop(stop)),
@@ -73,8 +86,12 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for server_id in list(self._listeners):
-                self._close(server_id)
+            self.close()
+
+    def close(self) -> None:
+        """Close every game-server listener of this agent."""
+        for server_id in list(self._listeners):
+            self._close(server_id)
 
     def web_app(self) -> web.Application:
         """The HTTP app: /healthz and /metrics."""
@@ -89,6 +106,7 @@ class Agent:
                 await self._store.run("HEARTBEAT", self._settings.node, self._settings.address)
                 self.metrics.heartbeats.inc()
             except Exception as exc:
+                self.metrics.heartbeat_failures.inc()
                 log.warning("heartbeat of node %s failed: %s", self._settings.node, exc)
             if await sleep_or_stop(stop, self._settings.heartbeat_interval_s):
                 return
@@ -98,6 +116,7 @@ class Agent:
             try:
                 await self.sync()
             except Exception as exc:
+                self.metrics.sync_errors.inc()
                 log.warning("sync of node %s failed: %s", self._settings.node, exc)
             if await sleep_or_stop(stop, self._settings.poll_interval_s):
                 return
@@ -114,23 +133,79 @@ class Agent:
         self.metrics.game_servers.set(len(self._listeners))
 
     async def _converge(self, server: GameServer) -> None:
-        node = self._settings.node
         if server.state is GameServerState.STARTING:
-            port = await self._ensure_listener(server)
-            if await self._store.run("MARK_READY", server.id, node, port):
-                log.info("game server %s is Ready on port %d", server.id, port)
+            await self._start(server)
         elif server.state in RUNNING_STATES:
-            if server.id not in self._listeners:
-                port = await self._ensure_listener(server)
-                await self._store.run("MOVE_PORT", server.id, node, port)
-                log.info("game server %s restarted on port %d", server.id, port)
+            await self._keep_running(server)
         else:
             self._close(server.id)
             if server.state is GameServerState.SHUTDOWN:
-                await self._store.run("REMOVE_SHUTDOWN", server.id, node)
+                await self._store.run("REMOVE_SHUTDOWN", server.id, self._settings.node)
                 log.info("game server %s shut down and removed", server.id)
         if server.id in self._listeners:
             self._status[server.id] = status_of(server)
+
+    async def _start(self, server: GameServer) -> None:
+        node = self._settings.node
+        listener = self._listeners.get(server.id)
+        if listener is not None and not listener.is_serving():
+            self._close(server.id)
+        try:
+            port = await self._ensure_listener(server)
+        except OSError as exc:
+            if await self._store.run("MARK_ERROR", server.id, node):
+                log.warning("game server %s is in Error: no listener: %s", server.id, exc)
+            return
+        if await self._store.run("MARK_READY", server.id, node, port):
+            log.info("game server %s is Ready on port %d", server.id, port)
+
+    async def _keep_running(self, server: GameServer) -> None:
+        node = self._settings.node
+        listener = self._listeners.get(server.id)
+        if listener is not None and not await self._self_check(server.id, listener):
+            if await self._store.run("MARK_UNHEALTHY", server.id, node):
+                log.warning("game server %s is Unhealthy: its listener fails", server.id)
+            self._close(server.id)
+            return
+        if listener is not None and server.restart is None:
+            return
+        try:
+            port = await self._recycle(server)
+        except OSError as exc:
+            if await self._store.run("MARK_UNHEALTHY", server.id, node):
+                log.warning("game server %s is Unhealthy: no listener: %s", server.id, exc)
+            return
+        await self._store.run("MOVE_PORT", server.id, node, port, server.restart or "")
+        log.info("game server %s restarted on port %d", server.id, port)
+
+    async def _self_check(self, server_id: str, listener: asyncio.Server) -> bool:
+        """Whether the listener serves and accepts a connection (every health interval)."""
+        if not listener.is_serving():
+            return False
+        now = asyncio.get_running_loop().time()
+        if now - self._checked_at.get(server_id, 0.0) < self._settings.health_interval_s:
+            return True
+        self._checked_at[server_id] = now
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self._settings.address, bound_port(listener)),
+                SELF_CHECK_TIMEOUT_S,
+            )
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+    async def _recycle(self, server: GameServer) -> int:
+        """A new listener (a new port) for the server; the old one closes after."""
+        old = self._listeners.pop(server.id, None)
+        try:
+            return await self._ensure_listener(server)
+        finally:
+            if old is not None:
+                old.close()
 
     async def _ensure_listener(self, server: GameServer) -> int:
         listener = self._listeners.get(server.id)
@@ -143,9 +218,11 @@ class Agent:
                 status=functools.partial(self._status_for, server.id, initial),
             )
             self._listeners[server.id] = listener
+            self._checked_at[server.id] = asyncio.get_running_loop().time()
         return bound_port(listener)
 
     def _status_for(self, server_id: str, fallback: StatusInfo) -> StatusInfo:
+        self.metrics.status_requests.inc()
         return self._status.get(server_id, fallback)
 
     def _close(self, server_id: str) -> None:
@@ -154,6 +231,20 @@ class Agent:
             listener.close()
             log.info("closed the listener of game server %s", server_id)
         self._status.pop(server_id, None)
+        self._checked_at.pop(server_id, None)
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (one descriptor per listener); log it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if resource.RLIM_INFINITY not in (soft, hard) and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open files limit from %d: %s", soft, exc)
+    log.info("open files limit %d (about that many game servers fit on this node)", soft)
+    return soft
 
 
 async def _healthz(_request: web.Request) -> web.Response:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from refplat.audit import AuditAction
 from refplat.auditlog import admin_or_tenant, audit_sink
+from refplat.backups_api import ServerBackups
 from refplat.datadir import DataDir
 from refplat.metrics import ApiMetrics, metrics_handler
 from refplat.middleware import (
@@ -26,7 +30,13 @@ from refplat.middleware import (
     name_field,
     text_field,
 )
-from refplat.model import EndReason, GameServerState, SessionState
+from refplat.model import (
+    DEFAULT_DISK_QUOTA_MIB,
+    DEFAULT_MEMORY_MIB,
+    EndReason,
+    GameServerState,
+    SessionState,
+)
 from refplat.openapi import openapi_handler
 from refplat.quota import DEFAULT_QUOTA_BYTES, Quota
 from refplat.ratelimit import (
@@ -37,14 +47,21 @@ from refplat.ratelimit import (
     rate_limit_middleware,
 )
 from refplat.runtime import HostPort, serving
-from refplat.store import Store
+from refplat.states import PowerSignal
+from refplat.store import CursorError, Store
 from refplat.worldfiles import WorldFiles
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_SESSION_TTL_S = 86400.0
 READY_PING_TIMEOUT_S = 1.0
 MAX_IDEMPOTENCY_KEY = 200
+MEMORY_MIB = (128, 262144)
+DISK_QUOTA_MIB = (256, 4194304)
+PAGE_LIMIT = (1, 500)
+DEFAULT_PAGE_LIMIT = 100
+MAX_CURSOR = 400
 
 
 @dataclass(frozen=True)
@@ -122,11 +139,19 @@ class Api:
         r.add_get("/v1/servers", self.list_servers)
         r.add_get("/v1/servers/{id}", self.get_server)
         r.add_delete("/v1/servers/{id}", self.delete_server)
+        r.add_post("/v1/servers/{id}/power", self.power_server)
         r.add_post("/v1/sessions", self.create_session)
         r.add_get("/v1/sessions", self.list_sessions)
         r.add_get("/v1/sessions/{id}", self.get_session)
         r.add_delete("/v1/sessions/{id}", self.end_session)
         self._files.add_routes(r)
+        ServerBackups(
+            store=self._store,
+            data_dir=self._settings.data_dir,
+            quota_bytes=self._settings.session_disk_quota_bytes,
+            caller_of=self._caller,
+            audited=self._audited,
+        ).add_routes(r)
         return app
 
     async def healthz(self, _request: web.Request) -> web.Response:
@@ -161,24 +186,42 @@ class Api:
 
     async def create_server(self, request: web.Request) -> web.Response:
         tenant = await self._tenant(request)
-        body = await json_body(request, allowed=frozenset({"region", "version"}))
+        fields = frozenset({"region", "version", "memory_mib", "disk_quota_mib"})
+        body = await json_body(request, allowed=fields)
         region = name_field(body, "region", default="local") or "local"
         version = name_field(body, "version", default="1.21") or "1.21"
+        memory = _int_field(body, "memory_mib", MEMORY_MIB, default=DEFAULT_MEMORY_MIB)
+        disk = _int_field(body, "disk_quota_mib", DISK_QUOTA_MIB, default=DEFAULT_DISK_QUOTA_MIB)
         server_id = f"gs-{uuid.uuid4().hex[:12]}"
         await self._store.create_server(
-            server_id=server_id, tenant=tenant, region=region, version=version
+            server_id=server_id,
+            tenant=tenant,
+            region=region,
+            version=version,
+            memory_mib=memory,
+            disk_quota_mib=disk,
         )
         await self._audited(tenant, AuditAction.SERVER_CREATE, server_id, region=region)
         server = await self._store.get_server(server_id)
-        assert server is not None
+        if server is None:
+            # The read reached a Redis that lacks the write (a failover without replica waits).
+            raise error(503, "the server was created but cannot be read back yet; retry the GET")
         return web.json_response(server.to_json(), status=201)
 
     async def list_servers(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         state = _state_filter(request, GameServerState)
-        servers = await self._store.list_servers(tenant=caller.tenant)
-        items = [s.to_json() for s in servers if state is None or s.state.value == state]
-        return web.json_response({"items": items})
+        region = request.query.get("region")
+        if region is not None:
+            region = name_field({"region": region}, "region", default=None)
+        limit, cursor = _page_query(request)
+        page = await _paged(
+            self._store.page_servers(
+                tenant=caller.tenant, state=state, region=region, limit=limit, cursor=cursor
+            )
+        )
+        items = [s.to_json() for s in page.items]
+        return web.json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def get_server(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
@@ -198,6 +241,28 @@ class Api:
         body = server.to_json() if server else {"id": server_id, "state": "Shutdown"}
         return web.json_response(body, status=202)
 
+    async def power_server(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        body = await json_body(request, allowed=frozenset({"signal"}))
+        signal = _signal(body)
+        server_id = request.match_info["id"]
+        result = await self._store.power(server_id=server_id, tenant=caller.tenant, signal=signal)
+        if result.outcome == "missing":
+            raise error(404, "no such server")
+        if result.outcome == "conflict":
+            raise error(
+                409,
+                f"cannot {signal.value} a server in state {result.state}",
+                state=result.state,
+            )
+        log.info("power %s of server %s: now %s", signal.value, server_id, result.state)
+        await self._audited(
+            caller.tenant, AuditAction.SERVER_POWER, server_id, signal=signal.value
+        )
+        server = await self._store.get_server(server_id)
+        body_out = server.to_json() if server else {"id": server_id, "state": result.state}
+        return web.json_response(body_out, status=202)
+
     async def create_session(self, request: web.Request) -> web.Response:
         tenant = await self._tenant(request)
         body = await json_body(request, allowed=frozenset({"region"}))
@@ -205,6 +270,7 @@ class Api:
         idem_key = request.headers.get("Idempotency-Key", "")
         if len(idem_key) > MAX_IDEMPOTENCY_KEY or not idem_key.isprintable():
             raise error(422, "invalid headers", fields={"Idempotency-Key": "at most 200 chars"})
+        started = time.perf_counter()
         outcome, session_id = await self._store.allocate(
             tenant=tenant,
             region=region,
@@ -212,6 +278,7 @@ class Api:
             ttl_s=self._settings.session_ttl_s,
             idem_key=idem_key,
         )
+        self.metrics.observe_allocation(outcome, time.perf_counter() - started)
         if outcome == "none":
             where = f" in region {region}" if region else ""
             raise error(409, f"no Ready game server{where}; create servers or retry later")
@@ -227,9 +294,12 @@ class Api:
     async def list_sessions(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         state = _state_filter(request, SessionState)
-        sessions = await self._store.list_sessions(tenant=caller.tenant)
-        items = [s.to_json() for s in sessions if state is None or s.state.value == state]
-        return web.json_response({"items": items})
+        limit, cursor = _page_query(request)
+        page = await _paged(
+            self._store.page_sessions(tenant=caller.tenant, state=state, limit=limit, cursor=cursor)
+        )
+        items = [s.to_json() for s in page.items]
+        return web.json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def get_session(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
@@ -278,3 +348,45 @@ def _state_filter(
     if value not in allowed:
         raise error(422, "invalid query", fields={"state": f"one of {', '.join(allowed)}"})
     return value
+
+
+def _int_field(body: dict[str, Any], field: str, bounds: tuple[int, int], *, default: int) -> int:
+    """An optional integer field within ``bounds``; 422 naming the field when invalid."""
+    value = body.get(field, default)
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise error(422, "invalid fields", fields={field: f"an integer from {low} to {high}"})
+    return value
+
+
+def _signal(body: dict[str, Any]) -> PowerSignal:
+    allowed = [s.value for s in PowerSignal]
+    value = body.get("signal")
+    if not isinstance(value, str) or value not in allowed:
+        raise error(422, "invalid fields", fields={"signal": f"one of {', '.join(allowed)}"})
+    return PowerSignal(value)
+
+
+def _page_query(request: web.Request) -> tuple[int, str | None]:
+    """``limit`` (default 100) and ``cursor`` of a list request; 422 naming the bad one."""
+    raw = request.query.get("limit")
+    low, high = PAGE_LIMIT
+    limit = DEFAULT_PAGE_LIMIT
+    if raw is not None:
+        text = raw.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 3 and low <= int(text) <= high):
+            raise error(422, "invalid query", fields={"limit": f"an integer from {low} to {high}"})
+        limit = int(text)
+    cursor = request.query.get("cursor")
+    if cursor is not None and not 0 < len(cursor) <= MAX_CURSOR:
+        raise error(422, "invalid query", fields={"cursor": "the next_cursor of a previous page"})
+    return limit, cursor
+
+
+async def _paged(page: Awaitable[T]) -> T:
+    try:
+        return await page
+    except CursorError:
+        raise error(
+            422, "invalid query", fields={"cursor": "the next_cursor of a previous page"}
+        ) from None

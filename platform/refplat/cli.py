@@ -12,11 +12,19 @@ from pathlib import Path
 from refplat.agent import Agent, AgentSettings
 from refplat.api import MAX_SESSION_TTL_S, Api, ApiSettings, read_admin_token
 from refplat.auditcli import add_audit_parser, run_audit
-from refplat.controller import Controller, ControllerSettings
+from refplat.backupcli import add_backup_parser, run_backup
+from refplat.controller import (
+    DEFAULT_HEARTBEAT_TIMEOUT_S,
+    DEFAULT_LEASE_TTL_S,
+    DEFAULT_RENEW_INTERVAL_S,
+    Controller,
+    ControllerSettings,
+)
 from refplat.quota import DEFAULT_QUOTA_BYTES
 from refplat.ratelimit import DEFAULT_PER_SESSION, DEFAULT_PER_TOKEN, RateLimit
+from refplat.redisconn import add_redis_arguments, connect, redis_settings
 from refplat.runtime import HostPort, configure_logging, run_until_signalled
-from refplat.store import Store, connect
+from refplat.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True)
     api = sub.add_parser("api", help="serve the JSON API")
-    api.add_argument("--redis-url", required=True)
+    add_redis_arguments(api)
     api.add_argument("--listen", required=True, type=_host_port, metavar="HOST:PORT")
     api.add_argument("--instance", required=True)
     api.add_argument("--admin-token-file", required=True, type=Path)
@@ -66,23 +74,36 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--data-dir", type=Path, default=None)
     api.add_argument("--session-disk-quota-bytes", type=_bytes, default=DEFAULT_QUOTA_BYTES)
     ctl = sub.add_parser("controller", help="elect a leader and reconcile")
-    ctl.add_argument("--redis-url", required=True)
+    add_redis_arguments(ctl)
     ctl.add_argument("--id", required=True, dest="controller_id")
     ctl.add_argument("--listen", required=True, type=_host_port, metavar="HOST:PORT")
-    ctl.add_argument("--lease-ttl-s", type=_positive, default=5.0)
-    ctl.add_argument("--renew-interval-s", type=_positive, default=1.0)
-    ctl.add_argument("--heartbeat-timeout-s", type=_positive, default=10.0)
+    ctl.add_argument("--lease-ttl-s", type=_positive, default=DEFAULT_LEASE_TTL_S)
+    ctl.add_argument("--renew-interval-s", type=_positive, default=DEFAULT_RENEW_INTERVAL_S)
+    ctl.add_argument("--heartbeat-timeout-s", type=_positive, default=DEFAULT_HEARTBEAT_TIMEOUT_S)
     ctl.add_argument("--reconcile-interval-s", type=_positive, default=0.5)
     ctl.add_argument("--audit-key-file", type=Path, default=None)
     ctl.add_argument("--data-dir", type=Path, default=None)
     agent = sub.add_parser("agent", help="run the game servers of one node")
-    agent.add_argument("--redis-url", required=True)
+    add_redis_arguments(agent)
     agent.add_argument("--node", required=True)
     agent.add_argument("--address", default="127.0.0.1")
     agent.add_argument("--listen", required=True, type=_host_port, metavar="HOST:PORT")
     agent.add_argument("--heartbeat-interval-s", type=_positive, default=1.0)
     add_audit_parser(sub)
+    add_backup_parser(sub)
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``args.redis`` holds the checked Redis flags of commands that take them."""
+    args = parser.parse_args(argv)
+    if hasattr(args, "redis_url"):
+        try:
+            args.redis = redis_settings(args)
+        except ValueError as exc:
+            command = " ".join(filter(None, [args.command, getattr(args, "audit_command", None)]))
+            parser.error(f"refplat {command}: {exc}")
+    return args
 
 
 def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent:
@@ -128,13 +149,16 @@ def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``refplat`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     configure_logging(process=args.command, verbose=args.verbose)
     if args.command == "audit":
         return run_audit(args)
+    if args.command == "backup":
+        return run_backup(args)
 
     async def run(stop: asyncio.Event) -> None:
-        store = Store(connect(args.redis_url))
+        log.info("Redis: %s", args.redis.describe())
+        store = Store(connect(args.redis), wait=args.redis.wait)
         try:
             await _process(args, store).run(stop)
         finally:

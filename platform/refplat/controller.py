@@ -5,8 +5,9 @@ key with one fenced Lua script: a lost node releases its servers (back to Creati
 their sessions (ServerLost); a Creating server is scheduled onto the live node with the
 fewest servers; a due session ends (Expired); a Shutdown server no live agent will remove
 is deleted. With a data directory, the world files of ended sessions are deleted too (see
-:mod:`refplat.worldfiles`). A failed key backs off; a fenced write makes the controller
-step down.
+:mod:`refplat.worldfiles`). A failed key backs off (a key that no longer appears is
+forgotten); a fenced write makes the controller step down. Each pass of the leader also
+publishes the census gauges (see :mod:`refplat.census`); leaving the lease clears them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiohttp import web
 from refplat.audit import AuditAction
 from refplat.auditlog import audit_sink, controller_actor
 from refplat.backoff import KeyBackoff
+from refplat.census import take_census
 from refplat.datadir import DataDir
 from refplat.lease import Lease, Term
 from refplat.metrics import ControllerMetrics, metrics_handler
@@ -37,6 +39,12 @@ from refplat.worldfiles import sweep_ended
 log = logging.getLogger(__name__)
 
 RELEASE_TIMEOUT_S = 0.5
+# Failover: the standby acquires within lease TTL + one renew interval of the leader's
+# last renewal (<= 3.5 s), then reconciles at once; the target is <= 5 s.
+DEFAULT_LEASE_TTL_S = 3.0
+DEFAULT_RENEW_INTERVAL_S = 0.5
+# A node is Lost within this plus one reconcile interval of its last heartbeat (target <= 10 s).
+DEFAULT_HEARTBEAT_TIMEOUT_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -45,9 +53,9 @@ class ControllerSettings:
 
     controller_id: str
     listen: HostPort
-    lease_ttl_s: float = 5.0
-    renew_interval_s: float = 1.0
-    heartbeat_timeout_s: float = 10.0
+    lease_ttl_s: float = DEFAULT_LEASE_TTL_S
+    renew_interval_s: float = DEFAULT_RENEW_INTERVAL_S
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
     reconcile_interval_s: float = 0.5
     audit_key_file: Path | None = None
     data_dir: Path | None = None
@@ -81,6 +89,7 @@ class Controller:
         self._backoff = KeyBackoff()
         self._wake = asyncio.Event()
         self._term_reconciled: Term | None = None
+        self._published: Term | None = None
         self._live_counts: dict[str, int] = {}
         self._audit = audit_sink(
             redis=store.redis, key_file=settings.audit_key_file, registry=self.metrics.registry
@@ -144,15 +153,18 @@ class Controller:
             self._wake.clear()
 
     async def _reconcile_as(self, term: Term) -> None:
+        started = time.perf_counter()
         try:
             await self.reconcile_pass(term)
         except FencedError as exc:
+            self.metrics.fencing_rejections.inc()
             self._lease.step_down(reason=str(exc))
         except Exception as exc:
+            self.metrics.reconcile_errors.labels(scope="pass").inc()
             log.warning("reconcile pass failed: %s", exc)
-            return
         else:
             self._completed(term)
+        self.metrics.reconcile_duration.observe(time.perf_counter() - started)
         self._publish(self._lease.term)
 
     def _completed(self, term: Term) -> None:
@@ -165,6 +177,13 @@ class Controller:
             log.info("first reconcile of epoch %d completed", term.epoch)
 
     def _publish(self, term: Term | None) -> None:
+        previous, self._published = self._published, term
+        if previous is not None and previous != term:
+            self.metrics.leader_changes.labels(event="lost").inc()
+        if term is not None and previous != term:
+            self.metrics.leader_changes.labels(event="acquired").inc()
+        if term is None:
+            self.metrics.census.clear()
         self.metrics.is_leader.set(1 if term else 0)
         self.metrics.epoch.set(term.epoch if term else 0)
         if term is None or self._term_reconciled != term:
@@ -185,10 +204,15 @@ class Controller:
         servers = await self._store.list_servers()
         keys += [WorkKey(k, s.id) for s in servers if (k := _server_key(s)) is not None]
         keys += [WorkKey(KeyKind.EXPIRE_SESSION, sid) for sid in await self._store.due_sessions()]
+        census = await take_census(self._store, nodes=nodes, servers=servers, now=now)
+        self.metrics.census.publish(census)
         self._live_counts = await self._store.node_server_counts([n.name for n in live])
-        for key in keys:
-            if self._backoff.due(key):
-                await self._reconcile_key(term, key)
+        self._backoff.retain(keys)
+        due = [key for key in keys if self._backoff.due(key)]
+        self.metrics.work_queue_depth.labels(state="due").set(len(due))
+        for key in due:
+            await self._reconcile_key(term, key)
+        self.metrics.work_queue_depth.labels(state="backoff").set(len(self._backoff))
         if self._settings.data_dir is not None:
             await sweep_ended(quota=Quota(store=self._store), data=DataDir(self._settings.data_dir))
 
@@ -203,7 +227,7 @@ class Controller:
             raise
         except Exception as exc:
             delay = self._backoff.failed(key)
-            self.metrics.reconcile_errors.inc()
+            self.metrics.reconcile_errors.labels(scope="key").inc()
             log.warning(
                 "reconcile of %s %s failed, retry in %.1f s: %s",
                 key.kind.value,

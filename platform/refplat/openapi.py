@@ -14,7 +14,8 @@ from aiohttp import web
 
 from refplat.datadir import MAX_PATH_CHARS
 from refplat.middleware import MAX_BODY_BYTES
-from refplat.model import GameServerState, SessionState
+from refplat.model import DEFAULT_DISK_QUOTA_MIB, DEFAULT_MEMORY_MIB, GameServerState, SessionState
+from refplat.states import PowerSignal
 
 JsonObject = dict[str, Any]
 
@@ -33,6 +34,18 @@ ERRORS = {
     507: "The write would pass the session's disk quota.",
 }
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+MEMORY_MIB = {"type": "integer", "minimum": 128, "maximum": 262144, "default": DEFAULT_MEMORY_MIB}
+DISK_QUOTA_MIB = {
+    "type": "integer",
+    "minimum": 256,
+    "maximum": 4194304,
+    "default": DEFAULT_DISK_QUOTA_MIB,
+}
+NEXT_CURSOR = {
+    "type": "string",
+    "nullable": True,
+    "description": "Pass as ``cursor`` for the next page; null on the last page.",
+}
 
 
 def _ref(name: str) -> JsonObject:
@@ -61,7 +74,11 @@ SCHEMAS: JsonObject = {
         ["id", "name", "token"], id={"type": "string"}, name={"type": "string"}, token={}
     ),
     "ServerCreate": {
-        **_obj([], region=NAME, version=NAME),
+        **_obj([], region=NAME, version=NAME, memory_mib=MEMORY_MIB, disk_quota_mib=DISK_QUOTA_MIB),
+        "additionalProperties": False,
+    },
+    "Power": {
+        **_obj(["signal"], signal={"type": "string", "enum": [s.value for s in PowerSignal]}),
         "additionalProperties": False,
     },
     "Server": _obj(
@@ -75,8 +92,15 @@ SCHEMAS: JsonObject = {
         address=_nullable({"type": "string"}),
         port=_nullable({"type": "integer"}),
         session=_nullable({"type": "string"}),
+        memory_mib={"type": "integer"},
+        disk_quota_mib={"type": "integer"},
+        restarting={"type": "boolean"},
     ),
-    "ServerList": _obj(["items"], items={"type": "array", "items": _ref("Server")}),
+    "ServerList": _obj(
+        ["items", "next_cursor"],
+        items={"type": "array", "items": _ref("Server")},
+        next_cursor=NEXT_CURSOR,
+    ),
     "SessionCreate": {**_obj([], region=NAME), "additionalProperties": False},
     "Session": _obj(
         ["id", "tenant", "server_id", "state", "created_at", "expires_at"],
@@ -90,7 +114,11 @@ SCHEMAS: JsonObject = {
         created_at={"type": "number"},
         expires_at={"type": "number"},
     ),
-    "SessionList": _obj(["items"], items={"type": "array", "items": _ref("Session")}),
+    "SessionList": _obj(
+        ["items", "next_cursor"],
+        items={"type": "array", "items": _ref("Session")},
+        next_cursor=NEXT_CURSOR,
+    ),
     "Usage": _obj(
         ["used_bytes", "quota_bytes"],
         used_bytes={"type": "integer", "minimum": 0},
@@ -102,6 +130,29 @@ SCHEMAS: JsonObject = {
         size={"type": "integer"},
         used_bytes={"type": "integer"},
         quota_bytes={"type": "integer"},
+    ),
+    # Backups of a server's world files (refplat.backups_api)
+    "Backup": _obj(
+        ["id", "server", "created_at", "files", "bytes", "sha256"],
+        id={"type": "string"},
+        server={"type": "string"},
+        session=_nullable({"type": "string"}),
+        created_at={"type": "number"},
+        files={"type": "integer", "minimum": 0},
+        bytes={"type": "integer", "minimum": 0},
+        sha256={"type": "string"},
+    ),
+    "BackupList": _obj(["items"], items={"type": "array", "items": _ref("Backup")}),
+    "BackupRestored": _obj(
+        ["backup", "server", "session", "files", "bytes", "used_bytes", "quota_bytes", "seconds"],
+        backup={"type": "string"},
+        server={"type": "string"},
+        session={"type": "string"},
+        files={"type": "integer", "minimum": 0},
+        bytes={"type": "integer", "minimum": 0},
+        used_bytes={"type": "integer", "minimum": 0},
+        quota_bytes={"type": "integer", "minimum": 0},
+        seconds={"type": "number", "minimum": 0},
     ),
 }
 
@@ -163,6 +214,15 @@ def _state(states: type[GameServerState] | type[SessionState]) -> JsonObject:
     )
 
 
+LIST = [
+    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}, required=False),
+    _param("cursor", "query", {"type": "string", "minLength": 1, "maxLength": 400}, required=False),
+]
+LIST[0]["description"] = "Page size (default 100); items are ordered by id."
+LIST[1]["description"] = "The ``next_cursor`` of the previous page (opaque)."
+REGION = _param("region", "query", NAME, required=False)
+
+
 def _body(schema: str, *, required: bool = False) -> JsonObject:
     return {"required": required, **_json(schema)}
 
@@ -219,10 +279,10 @@ PATHS: JsonObject = {
             body=_body("ServerCreate"),
         ),
         "get": _op(
-            "List servers (the admin sees all).",
+            "List servers (the admin sees all), filtered by state and region, by pages.",
             {200: ("Servers.", _json("ServerList"))},
             [*AUTH, 422],
-            params=[_state(GameServerState)],
+            params=[_state(GameServerState), REGION, *LIST],
         ),
     },
     "/v1/servers/{id}": {
@@ -234,6 +294,43 @@ PATHS: JsonObject = {
             [*AUTH, 404],
         ),
     },
+    "/v1/servers/{id}/power": {
+        "parameters": [ID],
+        "post": _op(
+            "Power action: stop (to Stopped; an Allocated server's session ends Evicted), "
+            "start (Stopped to Starting), restart (a new listener and port; an Allocated "
+            "server keeps its session; Unhealthy, Error and Stopped servers start again).",
+            {202: ("Accepted; the agent converges.", _json("Server"))},
+            [*JSON_BODY, 404, 409],
+            body=_body("Power", required=True),
+        ),
+    },
+    # Backups of a server's world files (refplat.backups_api)
+    "/v1/servers/{id}/backups": {
+        "parameters": [ID],
+        "post": _op(
+            "Snapshot the world files of the server's current session (tenant or admin).",
+            {201: ("Created.", _json("Backup"))},
+            [*AUTH, 404, 409, 501],
+        ),
+        "get": _op(
+            "The server's backups, oldest first.",
+            {200: ("Backups.", _json("BackupList"))},
+            [*AUTH, 404, 409, 501],
+        ),
+    },
+    "/v1/servers/{id}/backups/{backup_id}/restore": {
+        "parameters": [
+            ID,
+            _param("backup_id", "path", {"type": "string", "minLength": 1, "maxLength": 64}),
+        ],
+        "post": _op(
+            "Write a backup's files into the server's current Active session, within its "
+            "disk quota (all or nothing).",
+            {200: ("Restored.", _json("BackupRestored"))},
+            [*AUTH, 404, 409, 501, 507],
+        ),
+    },
     "/v1/sessions": {
         "post": _op(
             "Allocate a Ready server (tenant); Idempotency-Key makes retries safe.",
@@ -243,10 +340,10 @@ PATHS: JsonObject = {
             params=[IDEMPOTENCY],
         ),
         "get": _op(
-            "List sessions (the admin sees all).",
+            "List sessions (the admin sees all), filtered by state, by pages.",
             {200: ("Sessions.", _json("SessionList"))},
             [*AUTH, 422],
-            params=[_state(SessionState)],
+            params=[_state(SessionState), *LIST],
         ),
     },
     "/v1/sessions/{id}": {

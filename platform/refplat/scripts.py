@@ -1,6 +1,10 @@
 """Lua scripts: every state write of the platform is one atomic compare-and-set script.
 
-Each script is the shared :data:`PRELUDE` (key names and helpers) plus a short body.
+Each script is ``local OWNER = '<owner>'``, the shared :data:`PRELUDE` (key names, the
+transition tables generated from :mod:`refplat.states`, helpers) and a short body. A state
+write goes through ``bump``, which refuses (raises ``FORBIDDEN``) any ``from -> to`` that is
+not a row of the table for the script's owner; scripts check ``allowed`` first and answer 0
+(or ``conflict``) before writing anything, so the refusal in ``bump`` is a safety net.
 Scripts build key names from the ``refplat:`` prefix themselves, which is fine for one
 Redis primary (not for Redis Cluster). Controller scripts start with :data:`FENCE`: the
 caller's ``id`` and ``epoch`` must match the current lease, or the script fails with
@@ -9,7 +13,10 @@ caller's ``id`` and ``epoch`` must match the current lease, or the script fails 
 
 from __future__ import annotations
 
-PRELUDE = """
+from refplat.states import Owner, lua_source
+
+PRELUDE = (
+    """
 local P = 'refplat:'
 local function now()
   local t = redis.call('TIME')
@@ -22,7 +29,20 @@ local function hget(key, field)
   return v
 end
 local function skey(sid) return P .. 'server:' .. sid end
+"""
+    + lua_source()
+    + """
 local function bump(key, ...)
+  local args = {...}
+  for i = 1, #args - 1, 2 do
+    if args[i] == 'state' then
+      local from, to = hget(key, 'state'), args[i + 1]
+      if from ~= to and not allowed(from, to) then
+        error(redis.error_reply('FORBIDDEN ' .. key .. ' ' .. from .. ' -> ' .. to
+          .. ' by ' .. tostring(OWNER)))
+      end
+    end
+  end
   redis.call('HSET', key, ...)
   redis.call('HINCRBY', key, 'rv', 1)
 end
@@ -51,6 +71,9 @@ local function end_session(sess, reason, t)
   local key = P .. 'session:' .. sess
   local st = hget(key, 'state')
   if st == '' or st == 'Ended' then return 0 end
+  if not session_allowed(st, 'Ended') then
+    error(redis.error_reply('FORBIDDEN ' .. key .. ' ' .. st .. ' -> Ended by ' .. tostring(OWNER)))
+  end
   redis.call('HSET', key, 'state', 'Ended', 'reason', reason, 'ended_at', fmt(t))
   redis.call('ZREM', P .. 'sessions:active', sess)
   if redis.call('EXISTS', P .. 'quota:' .. sess) == 1 then
@@ -65,6 +88,7 @@ local function end_session(sess, reason, t)
   return 1
 end
 """
+)
 
 FENCE = """
 local cid, epoch = ARGV[1], ARGV[2]
@@ -85,10 +109,12 @@ return 1
 
 CREATE_SERVER = """
 local sid, tenant, region, version = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local memory, disk = ARGV[5], ARGV[6]
 local key = skey(sid)
 if redis.call('EXISTS', key) == 1 then return 0 end
 redis.call('HSET', key, 'id', sid, 'tenant', tenant, 'region', region, 'version', version,
-  'state', 'Creating', 'node', '', 'address', '', 'port', '', 'session', '', 'rv', 1)
+  'state', 'Creating', 'node', '', 'address', '', 'port', '', 'session', '', 'restart', '',
+  'memory_mib', memory, 'disk_quota_mib', disk, 'rv', 1)
 redis.call('SADD', P .. 'servers', sid)
 redis.call('SADD', P .. 'tenant:' .. tenant .. ':servers', sid)
 return 1
@@ -100,9 +126,10 @@ local key = skey(sid)
 local st = hget(key, 'state')
 if st == '' or (tenant ~= '' and hget(key, 'tenant') ~= tenant) then return 0 end
 if st == 'Shutdown' then return 1 end
+if not allowed(st, 'Shutdown') then return 0 end
 local sess = hget(key, 'session')
 ready_rem(key, sid)
-bump(key, 'state', 'Shutdown', 'session', '')
+bump(key, 'state', 'Shutdown', 'session', '', 'restart', '')
 if sess ~= '' then end_session(sess, 'Evicted', now()) end
 return 1
 """
@@ -114,6 +141,8 @@ if idem ~= '' then
   local existing = redis.call('GET', idem_key)
   if existing then return {'existing', existing} end
 end
+-- A client that retries this script after a lost reply must not get a second server.
+if redis.call('EXISTS', P .. 'session:' .. sess) == 1 then return {'existing', sess} end
 local pool = P .. 'ready:' .. tenant
 if region ~= '' then pool = pool .. ':' .. region end
 while true do
@@ -159,20 +188,64 @@ MARK_READY = """
 local sid, node, port = ARGV[1], ARGV[2], ARGV[3]
 local key = skey(sid)
 if hget(key, 'state') ~= 'Starting' or hget(key, 'node') ~= node then return 0 end
-bump(key, 'state', 'Ready', 'port', port)
+bump(key, 'state', 'Ready', 'port', port, 'restart', '')
 ready_add(key, sid)
 return 1
 """
 
+MARK_ERROR = """
+local sid, node = ARGV[1], ARGV[2]
+local key = skey(sid)
+if hget(key, 'state') ~= 'Starting' or hget(key, 'node') ~= node then return 0 end
+bump(key, 'state', 'Error', 'port', '', 'restart', '')
+return 1
+"""
+
+MARK_UNHEALTHY = """
+local sid, node = ARGV[1], ARGV[2]
+local key = skey(sid)
+local st = hget(key, 'state')
+if hget(key, 'node') ~= node or not allowed(st, 'Unhealthy') then return 0 end
+local sess = hget(key, 'session')
+ready_rem(key, sid)
+bump(key, 'state', 'Unhealthy', 'session', '', 'port', '', 'restart', '')
+if sess ~= '' then end_session(sess, 'ServerLost', now()) end
+return 1
+"""
+
 MOVE_PORT = """
-local sid, node, port = ARGV[1], ARGV[2], ARGV[3]
+local sid, node, port, restart = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = skey(sid)
 local st = hget(key, 'state')
 if (st ~= 'Ready' and st ~= 'Allocated') or hget(key, 'node') ~= node then return 0 end
 bump(key, 'port', port)
+if restart ~= '' and hget(key, 'restart') == restart then redis.call('HSET', key, 'restart', '') end
 local sess = hget(key, 'session')
 if sess ~= '' then redis.call('HSET', P .. 'session:' .. sess, 'port', port) end
 return 1
+"""
+
+POWER = """
+local sid, tenant, signal = ARGV[1], ARGV[2], ARGV[3]
+local key = skey(sid)
+local st = hget(key, 'state')
+if st == '' or (tenant ~= '' and hget(key, 'tenant') ~= tenant) then return {'missing', ''} end
+if POWER[signal] == nil or not POWER[signal][st] then return {'conflict', st} end
+if signal == 'restart' and RESTART_IN_PLACE[st] then
+  bump(key, 'restart', hget(key, 'rv'))
+  return {'ok', st}
+end
+local to = 'Stopped'
+if signal ~= 'stop' then
+  to = 'Starting'
+  if hget(key, 'node') == '' then to = 'Creating' end
+end
+if not allowed(st, to) then return {'conflict', st} end
+local sess = hget(key, 'session')
+ready_rem(key, sid)
+bump(key, 'state', to, 'session', '', 'port', '', 'restart', '')
+if sess ~= '' then end_session(sess, 'Evicted', now()) end
+return {'ok', to}
 """
 
 REMOVE_SHUTDOWN = """
@@ -204,13 +277,17 @@ redis.call('HSET', nkey, 'state', 'Lost')
 local members = redis.call('SMEMBERS', P .. 'node:' .. node .. ':servers')
 for _, sid in ipairs(members) do
   local key = skey(sid)
-  if hget(key, 'state') == 'Shutdown' then
+  local st = hget(key, 'state')
+  redis.call('SREM', P .. 'node:' .. node .. ':servers', sid)
+  if st == 'Shutdown' then
     delete_server(sid)
-  else
+  elseif st == 'Stopped' then
+    bump(key, 'node', '', 'address', '', 'port', '', 'restart', '')
+  elseif allowed(st, 'Creating') then
     local sess = hget(key, 'session')
     ready_rem(key, sid)
-    redis.call('SREM', P .. 'node:' .. node .. ':servers', sid)
-    bump(key, 'state', 'Creating', 'node', '', 'address', '', 'port', '', 'session', '')
+    bump(key, 'state', 'Creating', 'node', '', 'address', '', 'port', '', 'session', '',
+      'restart', '')
     if sess ~= '' then end_session(sess, 'ServerLost', t) end
   end
 end
@@ -262,6 +339,32 @@ return 1
 """
 
 
-def script(body: str, *, fenced: bool = False) -> str:
-    """The full source of one script: prelude, optional fence, body."""
-    return PRELUDE + (FENCE if fenced else "") + body
+AGENT_SCRIPTS = frozenset(
+    {"HEARTBEAT", "MARK_READY", "MARK_ERROR", "MARK_UNHEALTHY", "MOVE_PORT", "REMOVE_SHUTDOWN"}
+)
+API_SCRIPTS = frozenset(
+    {"CREATE_TENANT", "CREATE_SERVER", "SHUTDOWN_SERVER", "ALLOCATE", "END_SESSION", "POWER"}
+)
+
+
+def owner_of(name: str) -> Owner | None:
+    """Who runs the named script (None: it changes no state, e.g. the lease scripts)."""
+    if name.startswith("CTL_"):
+        return Owner.CONTROLLER
+    if name in AGENT_SCRIPTS:
+        return Owner.AGENT
+    return Owner.API if name in API_SCRIPTS else None
+
+
+def script(body: str, *, fenced: bool = False, owner: Owner | None = None) -> str:
+    """The full source of one script: owner, prelude, optional fence, body."""
+    declared = f"'{owner.value}'" if owner is not None else "nil"
+    return f"local OWNER = {declared}\n" + PRELUDE + (FENCE if fenced else "") + body
+
+
+def source(name: str) -> str:
+    """The full source of the script named ``name`` in this module (e.g. ``"POWER"``)."""
+    body = globals()[name]
+    if not isinstance(body, str) or not name.isupper():
+        raise KeyError(f"{name} is not a script of refplat.scripts")
+    return script(body, fenced=name.startswith("CTL_"), owner=owner_of(name))

@@ -15,34 +15,84 @@ Key names (all under ``refplat:``):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from refplat import scripts
-from refplat.model import EndReason, GameServer, Node, Session
+from refplat.model import (
+    DEFAULT_DISK_QUOTA_MIB,
+    DEFAULT_MEMORY_MIB,
+    EndReason,
+    GameServer,
+    Node,
+    Session,
+)
+from refplat.redisconn import RedisSettings, ReplicaWait, eval_durably
+from refplat.redisconn import connect as _connect
+from refplat.states import PowerSignal
 
 PREFIX = "refplat:"
-REDIS_TIMEOUT_S = 2.0
+# Scripts whose writes may be lost on a failover without harm, so they never WAIT for replicas:
+# the GCRA rate-limit buckets (refplat.ratelimit) run on every request; a lost bucket only
+# lets a client spend its burst once more.
+SOFT_STATE_SCRIPTS = frozenset({"GCRA"})
+
+
+PAGE_SCAN = 200
+T = TypeVar("T")
 
 
 class FencedError(RuntimeError):
     """A controller wrote with an epoch that no longer holds the lease."""
 
 
-def connect(url: str) -> aioredis.Redis:
-    """A Redis client whose every call is bounded by a timeout."""
-    client: aioredis.Redis = aioredis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-    )
-    return client
+class CursorError(ValueError):
+    """A list cursor that this store did not hand out."""
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list ordered by id; ``next_cursor`` is None on the last page."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class PowerResult:
+    """What a power action did: ``ok``, ``missing`` (no such server) or ``conflict``."""
+
+    outcome: str
+    state: str
+
+
+def encode_cursor(last_id: str) -> str:
+    """The opaque cursor that continues a list after ``last_id``."""
+    return base64.urlsafe_b64encode(f"after:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The id a cursor continues after; :class:`CursorError` when it is not ours."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise CursorError("not a cursor of this api") from None
+    if not text.startswith("after:") or len(text) > 200:
+        raise CursorError("not a cursor of this api")
+    return text.removeprefix("after:")
+
+
+def connect(target: str | RedisSettings) -> aioredis.Redis:
+    """A bounded Redis client; see :func:`refplat.redisconn.connect` (kept for older callers)."""
+    return _connect(target)
 
 
 def token_hash(token: str) -> str:
@@ -53,23 +103,28 @@ def token_hash(token: str) -> str:
 class Store:
     """Typed access to the platform state in Redis."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, *, wait: ReplicaWait | None = None) -> None:
         self.redis = client
+        self._wait = wait
         self._scripts: dict[str, AsyncScript] = {}
 
     async def run(self, name: str, *args: str | int | float) -> Any:
         """Run the script ``scripts.<name>`` with ``args`` as ARGV."""
-        body = getattr(scripts, name)
-        source = scripts.script(body, fenced=name.startswith("CTL_"))
-        return await self.run_source(name, source, *args)
+        return await self.run_source(name, scripts.source(name), *args)
 
     async def run_source(self, name: str, source: str, *args: str | int | float) -> Any:
-        """Run the Lua ``source`` (registered once under ``name``) with ``args`` as ARGV."""
-        script = self._scripts.get(name)
-        if script is None:
-            script = self.redis.register_script(source)
-            self._scripts[name] = script
+        """Run the Lua ``source`` (registered once under ``name``) with ``args`` as ARGV.
+
+        With a :class:`ReplicaWait` the write is acknowledged only once enough replicas have
+        it (else :class:`~refplat.redisconn.ReplicationError`), except for soft state.
+        """
         try:
+            if self._wait is not None and name not in SOFT_STATE_SCRIPTS:
+                return await eval_durably(self.redis, self._wait, source, args)
+            script = self._scripts.get(name)
+            if script is None:
+                script = self.redis.register_script(source)
+                self._scripts[name] = script
             return await script(keys=[], args=list(args))
         except ResponseError as exc:
             if "FENCED" in str(exc):
@@ -90,10 +145,18 @@ class Store:
     # Game servers
 
     async def create_server(
-        self, *, server_id: str, tenant: str, region: str, version: str
+        self,
+        *,
+        server_id: str,
+        tenant: str,
+        region: str,
+        version: str,
+        memory_mib: int = DEFAULT_MEMORY_MIB,
+        disk_quota_mib: int = DEFAULT_DISK_QUOTA_MIB,
     ) -> None:
         """Store a new server in state Creating."""
-        await self.run("CREATE_SERVER", server_id, tenant, region, version)
+        args = (server_id, tenant, region, version, memory_mib, disk_quota_mib)
+        await self.run("CREATE_SERVER", *args)
 
     async def get_server(self, server_id: str) -> GameServer | None:
         """One server, or None."""
@@ -111,9 +174,37 @@ class Store:
         raws = await self._hgetall_many([f"{PREFIX}server:{sid}" for sid in ids])
         return [GameServer.from_hash(raw) for raw in raws if raw]
 
+    async def page_servers(
+        self,
+        *,
+        tenant: str | None,
+        state: str | None = None,
+        region: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[GameServer]:
+        """One page of servers ordered by id, filtered by state and region."""
+        index = f"{PREFIX}tenant:{tenant}:servers" if tenant else f"{PREFIX}servers"
+
+        def keep(server: GameServer) -> bool:
+            return (state is None or server.state.value == state) and (
+                region is None or server.region == region
+            )
+
+        return await self._page(
+            index, "server", GameServer.from_hash, keep, limit=limit, cursor=cursor
+        )
+
     async def shutdown_server(self, *, server_id: str, tenant: str | None) -> bool:
         """Mark a server Shutdown (its session ends Evicted); False when not found."""
         return bool(await self.run("SHUTDOWN_SERVER", server_id, tenant or ""))
+
+    async def power(
+        self, *, server_id: str, tenant: str | None, signal: PowerSignal
+    ) -> PowerResult:
+        """Apply a power signal (see :mod:`refplat.states`) by compare-and-set."""
+        outcome, state = await self.run("POWER", server_id, tenant or "", signal.value)
+        return PowerResult(outcome=str(outcome), state=str(state))
 
     # Sessions
 
@@ -138,6 +229,24 @@ class Store:
         ids = await self._members(index)
         raws = await self._hgetall_many([f"{PREFIX}session:{sid}" for sid in ids])
         return [Session.from_hash(raw) for raw in raws if raw]
+
+    async def page_sessions(
+        self,
+        *,
+        tenant: str | None,
+        state: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Session]:
+        """One page of sessions ordered by id, filtered by state."""
+        index = f"{PREFIX}tenant:{tenant}:sessions" if tenant else f"{PREFIX}sessions"
+
+        def keep(session: Session) -> bool:
+            return state is None or session.state.value == state
+
+        return await self._page(
+            index, "session", Session.from_hash, keep, limit=limit, cursor=cursor
+        )
 
     async def end_session(self, *, session_id: str, tenant: str | None, reason: EndReason) -> bool:
         """End a session (idempotent); False when not found."""
@@ -170,6 +279,38 @@ class Store:
         """The Redis clock, the one all stored instants use."""
         seconds, micros = await self.redis.time()
         return float(seconds + micros / 1e6)
+
+    async def _page(
+        self,
+        index: str,
+        kind: str,
+        build: Callable[[Mapping[str, str]], T],
+        keep: Callable[[T], bool],
+        *,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[T]:
+        """Walk the ids of ``index`` after the cursor, in order, until ``limit + 1`` match.
+
+        The ids are sorted client-side (the indexes are plain sets): fine at this scale.
+        """
+        after = decode_cursor(cursor) if cursor else None
+        ids = [i for i in await self._members(index) if after is None or i > after]
+        found: list[tuple[str, T]] = []
+        for start in range(0, len(ids), PAGE_SCAN):
+            chunk = ids[start : start + PAGE_SCAN]
+            raws = await self._hgetall_many([f"{PREFIX}{kind}:{i}" for i in chunk])
+            found += [
+                (i, item)
+                for i, raw in zip(chunk, raws, strict=True)
+                if raw
+                if keep(item := build(raw))
+            ]
+            if len(found) > limit:
+                break
+        more = len(found) > limit
+        items = [item for _, item in found[:limit]]
+        return Page(items=items, next_cursor=encode_cursor(found[limit - 1][0]) if more else None)
 
     async def _members(self, key: str) -> list[str]:
         return sorted(str(member) for member in await self.redis.smembers(key))

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.integration
 
 ADMIN_TOKEN = "admin-secret-for-tests"
 HTTP_TIMEOUT_S = 5.0
+# Five Python processes importing aiohttp at once on a loaded 2-core machine take ~20 s.
+STARTUP_TIMEOUT_S = 60.0
 T = TypeVar("T")
 
 
@@ -109,7 +111,7 @@ class Launcher:
     def wait_healthy(self, *urls: str) -> None:
         for url in urls:
             healthz = f"{url}/healthz"
-            wait_for(healthz, functools.partial(is_ok, healthz), timeout_s=15)
+            wait_for(healthz, functools.partial(is_ok, healthz), timeout_s=STARTUP_TIMEOUT_S)
 
     def start_api(self) -> str:
         args = ["--instance", "api-0", "--admin-token-file", str(self.token_file)]

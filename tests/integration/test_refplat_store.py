@@ -92,6 +92,25 @@ def test_the_same_idempotency_key_returns_the_same_session(redis_url: str) -> No
     assert [("created", "s-1"), ("existing", "s-1")] == with_store(redis_url, body)
 
 
+def test_a_retried_allocation_without_idempotency_key_does_not_take_a_second_server(
+    redis_url: str,
+) -> None:
+    """redis-py re-sends a script after a lost reply; the session id makes that a no-op."""
+
+    async def body(store: Store) -> tuple[list[tuple[str, str]], int]:
+        await ready_servers(store, controller(store), await lead(store), 2)
+        outcomes = [
+            await store.allocate(tenant="t1", region=None, session_id="s-1", ttl_s=60, idem_key="")
+            for _ in range(2)
+        ]
+        ready = await store.redis.scard(f"{PREFIX}ready:t1")
+        return outcomes, int(ready)
+
+    outcomes, ready = with_store(redis_url, body)
+    assert [("created", "s-1"), ("existing", "s-1")] == outcomes
+    assert 1 == ready
+
+
 def test_a_deposed_leader_cannot_write_after_a_takeover(redis_url: str) -> None:
     async def body(store: Store) -> tuple[Term, Term]:
         old = await lead(store, "a")
