@@ -256,9 +256,7 @@ class Api:
                 state=result.state,
             )
         log.info("power %s of server %s: now %s", signal.value, server_id, result.state)
-        await self._audited(
-            caller.tenant, AuditAction.SERVER_POWER, server_id, signal=signal.value
-        )
+        await self._audited(caller.tenant, AuditAction.SERVER_POWER, server_id, signal=signal.value)
         server = await self._store.get_server(server_id)
         body_out = server.to_json() if server else {"id": server_id, "state": result.state}
         return web.json_response(body_out, status=202)

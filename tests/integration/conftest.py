@@ -6,12 +6,14 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.integration.test_refplat_platform import Launcher
 
 CONTENT = ("profiles", "slos", "experiments", "loadtests")
 
@@ -43,3 +45,13 @@ def only_run(reports: Path) -> tuple[Path, dict[str, Any]]:
     """The single run directory under ``reports`` and its run.json."""
     (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
     return run_dir, json.loads((run_dir / "run.json").read_text())
+
+
+@pytest.fixture
+def launcher(redis_url: str, tmp_path: Path) -> Iterator[Launcher]:
+    """Starts refplat processes for one test and stops every one of them afterwards."""
+    launch = Launcher(redis_url=redis_url, tmp_path=tmp_path)
+    try:
+        yield launch
+    finally:
+        launch.close()

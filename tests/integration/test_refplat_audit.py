@@ -47,15 +47,6 @@ def keys(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def launcher(redis_url: str, tmp_path: Path) -> Iterator[Launcher]:
-    launch = Launcher(redis_url=redis_url, tmp_path=tmp_path)
-    try:
-        yield launch
-    finally:
-        launch.close()
-
-
 def verify(
     capsys: pytest.CaptureFixture[str], redis_url: str, keys: Path, *extra: str
 ) -> tuple[int, list[str]]:

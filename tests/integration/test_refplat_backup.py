@@ -364,15 +364,6 @@ def test_bad_inputs_exit_2_with_one_clear_line(
     assert [backup] == list(out.iterdir())  # the failed creates left nothing behind
 
 
-@pytest.fixture
-def launcher(redis_url: str, tmp_path: Path) -> Iterator[Launcher]:
-    launch = Launcher(redis_url=redis_url, tmp_path=tmp_path)
-    try:
-        yield launch
-    finally:
-        launch.close()
-
-
 def test_the_api_snapshots_lists_and_restores_a_servers_world_within_the_quota(
     launcher: Launcher, redis_url: str, tmp_path: Path
 ) -> None:

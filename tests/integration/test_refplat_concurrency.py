@@ -16,7 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,15 +58,6 @@ class Reply:
     replica: int
     status: int
     body: Any
-
-
-@pytest.fixture
-def launcher(redis_url: str, tmp_path: Path) -> Iterator[Launcher]:
-    launch = Launcher(redis_url=redis_url, tmp_path=tmp_path)
-    try:
-        yield launch
-    finally:
-        launch.close()
 
 
 def start_platform(launcher: Launcher) -> tuple[Platform, list[str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,6 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES_PER_OPERATION = 30
 SESSION_SCOPED = "/v1/sessions/{id}/"
-
-
-@pytest.fixture
-def launcher(redis_url: str, tmp_path: Path) -> Iterator[Launcher]:
-    launch = Launcher(redis_url=redis_url, tmp_path=tmp_path)
-    try:
-        yield launch
-    finally:
-        launch.close()
 
 
 def start_platform(launcher: Launcher, data_dir: Path) -> str:

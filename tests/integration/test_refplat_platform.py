@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -130,15 +130,6 @@ class Launcher:
                 proc.wait(timeout=5)
         for path in sorted(self.logs.iterdir()):
             sys.stderr.write(f"--- {path.name}\n{path.read_text()[-3000:]}")
-
-
-@pytest.fixture
-def launcher(redis_url: str, tmp_path: Path) -> Iterator[Launcher]:
-    launch = Launcher(redis_url=redis_url, tmp_path=tmp_path)
-    try:
-        yield launch
-    finally:
-        launch.close()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,15 +166,6 @@ def test_an_expired_sessions_files_and_usage_are_deleted_by_the_controller(
 
 async def _chunks(data: bytes) -> Any:
     yield data
-
-
-@pytest.fixture
-def launcher(redis_url: str, tmp_path: Path) -> Iterator[Launcher]:
-    launch = Launcher(redis_url=redis_url, tmp_path=tmp_path)
-    try:
-        yield launch
-    finally:
-        launch.close()
 
 
 def read_file(url: str, token: str) -> bytes:

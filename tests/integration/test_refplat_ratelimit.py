@@ -6,8 +6,6 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,15 +80,6 @@ def test_the_budget_refills_at_the_rate(redis_url: str) -> None:
             await store.redis.aclose()
 
     assert [True, False, True] == asyncio.run(run())
-
-
-@pytest.fixture
-def launcher(redis_url: str, tmp_path: Path) -> Iterator[Launcher]:
-    launch = Launcher(redis_url=redis_url, tmp_path=tmp_path)
-    try:
-        yield launch
-    finally:
-        launch.close()
 
 
 def get(url: str, token: str) -> tuple[int, str | None, Any]:
