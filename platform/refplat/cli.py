@@ -19,10 +19,11 @@ from refplat.controller import (
     DEFAULT_RENEW_INTERVAL_S,
     Controller,
     ControllerSettings,
+    LostSessionPolicy,
 )
 from refplat.quota import DEFAULT_QUOTA_BYTES
 from refplat.ratelimit import DEFAULT_PER_SESSION, DEFAULT_PER_TOKEN, RateLimit
-from refplat.redisconn import add_redis_arguments, connect, redis_settings
+from refplat.redisconn import add_redis_arguments, connect, connect_sync, redis_settings
 from refplat.runtime import HostPort, configure_logging, run_until_signalled
 from refplat.store import Store
 
@@ -83,6 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--reconcile-interval-s", type=_positive, default=0.5)
     ctl.add_argument("--audit-key-file", type=Path, default=None)
     ctl.add_argument("--data-dir", type=Path, default=None)
+    ctl.add_argument(
+        "--audit-archive-dir",
+        type=Path,
+        default=None,
+        help="as leader, move the audit log into compressed segments here (needs a key file)",
+    )
+    ctl.add_argument("--audit-archive-interval-s", type=_positive, default=60.0)
+    ctl.add_argument(
+        "--lost-session-policy",
+        choices=[p.value for p in LostSessionPolicy],
+        default=LostSessionPolicy.END.value,
+        help="a session whose node was lost ends ServerLost, or moves to another Ready server",
+    )
     agent = sub.add_parser("agent", help="run the game servers of one node")
     add_redis_arguments(agent)
     agent.add_argument("--node", required=True)
@@ -133,7 +147,11 @@ def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent
                 reconcile_interval_s=args.reconcile_interval_s,
                 audit_key_file=args.audit_key_file,
                 data_dir=args.data_dir,
+                lost_session_policy=LostSessionPolicy(args.lost_session_policy),
+                audit_archive_dir=args.audit_archive_dir,
+                audit_archive_interval_s=args.audit_archive_interval_s,
             ),
+            archive_redis=connect_sync(args.redis) if args.audit_archive_dir else None,
         )
     return Agent(
         store=store,

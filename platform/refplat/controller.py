@@ -1,13 +1,14 @@
 """The controller: one leader (see :mod:`refplat.lease`) runs a level-triggered reconcile loop.
 
 Each pass lists nodes, servers and due sessions, derives the work keys, and reconciles each
-key with one fenced Lua script: a lost node releases its servers (back to Creating) and ends
-their sessions (ServerLost); a Creating server is scheduled onto the live node with the
-fewest servers; a due session ends (Expired); a Shutdown server no live agent will remove
-is deleted. With a data directory, the world files of ended sessions are deleted too (see
-:mod:`refplat.worldfiles`). A failed key backs off (a key that no longer appears is
-forgotten); a fenced write makes the controller step down. Each pass of the leader also
-publishes the census gauges (see :mod:`refplat.census`); leaving the lease clears them.
+key with one fenced Lua script: a lost node releases its servers (back to Creating; Stopped
+ones stay Stopped without a node) and ends their sessions (ServerLost) or, by policy, moves
+each to a Ready server of its tenant and region; a Creating server is scheduled onto the
+live node with the fewest servers; a due session ends (Expired); a Shutdown server no live
+agent will remove is deleted. With a data directory, the world files of ended sessions are
+deleted too (see :mod:`refplat.worldfiles`); with an archive directory, the leader moves the
+audit log into compressed segments every interval (see :mod:`refplat.auditarchive`). A
+failed key backs off; a fenced write makes the controller step down.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 from aiohttp import web
 
-from refplat.audit import AuditAction
+from refplat.audit import AuditAction, KeyRing
+from refplat.auditarchive import archive
 from refplat.auditlog import audit_sink, controller_actor
 from refplat.backoff import KeyBackoff
 from refplat.census import take_census
@@ -47,6 +50,13 @@ DEFAULT_RENEW_INTERVAL_S = 0.5
 DEFAULT_HEARTBEAT_TIMEOUT_S = 8.0
 
 
+class LostSessionPolicy(enum.Enum):
+    """What happens to a session whose server's node was lost."""
+
+    END = "end"  # it ends ServerLost
+    REPLACE = "replace"  # it moves to a Ready server of its tenant and region, else ends
+
+
 @dataclass(frozen=True)
 class ControllerSettings:
     """Command-line settings of one controller replica."""
@@ -59,6 +69,9 @@ class ControllerSettings:
     reconcile_interval_s: float = 0.5
     audit_key_file: Path | None = None
     data_dir: Path | None = None
+    lost_session_policy: LostSessionPolicy = LostSessionPolicy.END
+    audit_archive_dir: Path | None = None
+    audit_archive_interval_s: float = 60.0
 
 
 class KeyKind(enum.Enum):
@@ -81,7 +94,18 @@ class WorkKey:
 class Controller:
     """A controller replica: lease loop, reconcile loop and status endpoint."""
 
-    def __init__(self, *, store: Store, settings: ControllerSettings) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: ControllerSettings,
+        archive_redis: redis.Redis | None = None,
+    ) -> None:
+        if settings.audit_archive_dir is not None and (
+            settings.audit_key_file is None or archive_redis is None
+        ):
+            raise ValueError("archiving the audit log needs --audit-key-file")
+        self._archive_redis = archive_redis
         self._store = store
         self._settings = settings
         self._lease = Lease(store=store, holder=settings.controller_id, ttl_s=settings.lease_ttl_s)
@@ -102,12 +126,16 @@ class Controller:
                 asyncio.create_task(self._lease_loop(stop)),
                 asyncio.create_task(self._reconcile_loop(stop)),
             ]
+            if self._settings.audit_archive_dir is not None:
+                tasks.append(asyncio.create_task(self._archive_loop(stop)))
             await stop.wait()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._lease.release(), RELEASE_TIMEOUT_S)
+            if self._archive_redis is not None:
+                self._archive_redis.close()
         self._publish(None)
 
     def web_app(self) -> web.Application:
@@ -151,6 +179,30 @@ class Controller:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.reconcile_interval_s)
             self._wake.clear()
+
+    async def _archive_loop(self, stop: asyncio.Event) -> None:
+        """As leader, move the audit log from Redis into a compressed segment every interval."""
+        while not await sleep_or_stop(stop, self._settings.audit_archive_interval_s):
+            if self._lease.term is not None:
+                await self.archive_audit_log()
+
+    async def archive_audit_log(self) -> int:
+        """Archive the audit records now in Redis (verified first); return how many moved."""
+        directory, key_file = self._settings.audit_archive_dir, self._settings.audit_key_file
+        assert directory is not None and key_file is not None and self._archive_redis is not None
+        try:
+            keys = KeyRing.load(key_file)
+            path, moved = await asyncio.to_thread(
+                archive, self._archive_redis, keys=keys, directory=directory
+            )
+        except Exception as exc:
+            self.metrics.audit_archive_errors.inc()
+            log.warning("archiving the audit log failed: %s", exc)
+            return 0
+        if path is not None:
+            self.metrics.audit_archived.inc(moved)
+            log.info("archived %d audit records to %s", moved, path)
+        return moved
 
     async def _reconcile_as(self, term: Term) -> None:
         started = time.perf_counter()
@@ -242,10 +294,7 @@ class Controller:
         """Converge one key with one fenced script (a no-op when already converged)."""
         fence = (term.holder, term.epoch)
         if key.kind is KeyKind.NODE_LOST:
-            timeout = self._settings.heartbeat_timeout_s
-            if await self._store.run("CTL_NODE_LOST", *fence, key.name, timeout):
-                log.warning("node %s lost its heartbeat; its servers go back to Creating", key.name)
-                await self._audited(fence, AuditAction.CONTROLLER_NODE_LOST, key.name)
+            await self._node_lost(fence, key.name)
         elif key.kind is KeyKind.SCHEDULE:
             await self._schedule(fence, key.name)
         elif key.kind is KeyKind.EXPIRE_SESSION:
@@ -255,6 +304,25 @@ class Controller:
         elif await self._store.run("CTL_REMOVE_ORPHAN", *fence, key.name):
             log.info("removed shutdown server %s that had no live node", key.name)
             await self._audited(fence, AuditAction.CONTROLLER_REMOVE_ORPHAN, key.name)
+
+    async def _node_lost(self, fence: tuple[str, int], node: str) -> None:
+        timeout = self._settings.heartbeat_timeout_s
+        policy = self._settings.lost_session_policy.value
+        changed, replaced, ended = await self._store.run(
+            "CTL_NODE_LOST", *fence, node, timeout, policy
+        )
+        if not changed:
+            return
+        log.warning(
+            "node %s lost its heartbeat; its servers go back to Creating; sessions re-placed: %d,"
+            " ended ServerLost: %d",
+            node,
+            len(replaced),
+            len(ended),
+        )
+        await self._audited(fence, AuditAction.CONTROLLER_NODE_LOST, node)
+        for session_id in replaced:
+            await self._audited(fence, AuditAction.CONTROLLER_SESSION_REPLACED, str(session_id))
 
     async def _schedule(self, fence: tuple[str, int], server_id: str) -> None:
         if not self._live_counts:

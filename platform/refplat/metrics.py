@@ -98,6 +98,16 @@ class ControllerMetrics:
         self.is_leader = Gauge(
             "refplat_controller_is_leader", "1 while this controller holds the lease.", registry=r
         )
+        self.audit_archived = Counter(
+            "refplat_controller_audit_archived_records",
+            "Audit records moved from Redis into archive segments by this controller.",
+            registry=r,
+        )
+        self.audit_archive_errors = Counter(
+            "refplat_controller_audit_archive_errors",
+            "Audit archive attempts that failed (verification, disk or Redis).",
+            registry=r,
+        )
         self.epoch = Gauge(
             "refplat_controller_leader_epoch",
             "Fencing epoch of this controller's lease (0 when not leader).",

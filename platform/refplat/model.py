@@ -139,6 +139,7 @@ class Session:
     reason: EndReason | None
     created_at: float
     expires_at: float
+    replacements: int = 0  # times it moved to another server after losing its node
 
     @classmethod
     def from_hash(cls, raw: Mapping[str, str]) -> Session:
@@ -154,6 +155,7 @@ class Session:
             reason=EndReason(reason) if reason else None,
             created_at=float(raw["created_at"]),
             expires_at=float(raw["expires_at"]),
+            replacements=int(raw.get("replacements") or 0),
         )
 
     def to_json(self) -> JsonObject:
@@ -168,6 +170,7 @@ class Session:
             "reason": self.reason.value if self.reason else None,
             "created_at": self.created_at,
             "expires_at": self.expires_at,
+            "replacements": self.replacements,
         }
 
 

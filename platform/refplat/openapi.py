@@ -113,6 +113,7 @@ SCHEMAS: JsonObject = {
         reason=_nullable({"type": "string"}),
         created_at={"type": "number"},
         expires_at={"type": "number"},
+        replacements={"type": "integer", "minimum": 0},
     ),
     "SessionList": _obj(
         ["items", "next_cursor"],

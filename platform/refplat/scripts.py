@@ -267,14 +267,15 @@ return 1
 """
 
 CTL_NODE_LOST = """
-local node, timeout = ARGV[3], tonumber(ARGV[4])
+local node, timeout, policy = ARGV[3], tonumber(ARGV[4]), ARGV[5] or 'end'
 local nkey = P .. 'node:' .. node
 local t = now()
 if hget(nkey, 'state') ~= 'Live' or t - tonumber(hget(nkey, 'heartbeat_at')) <= timeout then
-  return 0
+  return {0, {}, {}}
 end
 redis.call('HSET', nkey, 'state', 'Lost')
 local members = redis.call('SMEMBERS', P .. 'node:' .. node .. ':servers')
+local lost = {}
 for _, sid in ipairs(members) do
   local key = skey(sid)
   local st = hget(key, 'state')
@@ -288,10 +289,42 @@ for _, sid in ipairs(members) do
     ready_rem(key, sid)
     bump(key, 'state', 'Creating', 'node', '', 'address', '', 'port', '', 'session', '',
       'restart', '')
-    if sess ~= '' then end_session(sess, 'ServerLost', t) end
+    if sess ~= '' then table.insert(lost, {sess, hget(key, 'tenant'), hget(key, 'region')}) end
   end
 end
-return #members + 1
+-- Policy 'replace': a session whose server was lost moves to a Ready server of the same
+-- tenant and region (on a live node: the lost node's servers left the pool above) and stays
+-- Active; without one, or with policy 'end', it ends ServerLost.
+local replaced, ended = {}, {}
+for _, item in ipairs(lost) do
+  local sess, tenant, region = item[1], item[2], item[3]
+  local skey_ = P .. 'session:' .. sess
+  local moved = false
+  if policy == 'replace' and hget(skey_, 'state') == 'Active' then
+    local pool = P .. 'ready:' .. tenant .. ':' .. region
+    while not moved do
+      local sid = redis.call('SRANDMEMBER', pool)
+      if not sid then break end
+      local key = skey(sid)
+      if hget(key, 'state') == 'Ready' and hget(key, 'session') == '' then
+        ready_rem(key, sid)
+        bump(key, 'state', 'Allocated', 'session', sess)
+        redis.call('HSET', skey_, 'server_id', sid, 'address', hget(key, 'address'),
+          'port', hget(key, 'port'), 'replaced_at', fmt(t))
+        redis.call('HINCRBY', skey_, 'replacements', 1)
+        moved = true
+      else
+        redis.call('SREM', pool, sid)
+      end
+    end
+  end
+  if moved then
+    table.insert(replaced, sess)
+  elseif end_session(sess, 'ServerLost', t) == 1 then
+    table.insert(ended, sess)
+  end
+end
+return {#members + 1, replaced, ended}
 """
 
 CTL_EXPIRE_SESSION = """

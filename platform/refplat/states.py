@@ -32,8 +32,10 @@ serving (an Allocated server's session ends ``ServerLost``), and a Starting serv
 when its listener cannot be started. Only a restart (or a stop/delete, or losing the node)
 moves it on; the controller does not repair servers by itself.
 
-One owner per transition, with one documented exception: Allocated -> Ready happens when the
-session ends, which the api does (``DELETE``) and the controller does (expiry). Sessions are
+One owner per transition, with two documented exceptions: Allocated -> Ready happens when the
+session ends, which the api does (``DELETE``) and the controller does (expiry); Ready ->
+Allocated is the api's allocation and the controller's re-placing of a session whose server's
+node was lost (``--lost-session-policy replace``). Sessions are
 created Active and end in one script, so Pending and Ending are not used today.
 """
 
@@ -89,6 +91,7 @@ SERVER_TRANSITIONS: tuple[Transition, ...] = (
     *_rows([GS.STARTING], GS.READY, Owner.AGENT, "its listener is up"),
     *_rows([GS.STARTING], GS.ERROR, Owner.AGENT, "its listener could not be started"),
     *_rows([GS.READY], GS.ALLOCATED, Owner.API, "a session allocated it"),
+    *_rows([GS.READY], GS.ALLOCATED, Owner.CONTROLLER, "a lost server's session moved here"),
     *_rows([GS.ALLOCATED], GS.READY, Owner.API, "its session ended (DELETE)"),
     *_rows([GS.ALLOCATED], GS.READY, Owner.CONTROLLER, "its session expired"),
     *_rows([GS.READY, GS.ALLOCATED], GS.UNHEALTHY, Owner.AGENT, "its listener stopped serving"),

@@ -23,7 +23,7 @@ from refplat.audit import AuditAction, KeyRing, SealedRecord, unseal
 from refplat.auditlog import LOG_KEY, AuditLog
 from refplat.cli import main
 from refplat.store import connect
-from tests.integration.test_refplat_platform import ADMIN_TOKEN, Launcher, call, wait_for
+from tests.integration.test_refplat_platform import ADMIN_TOKEN, Launcher, call, gauge, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -153,6 +153,30 @@ def test_controller_decisions_are_audited_with_controller_id_and_epoch(
 
     wait_for("a controller.schedule event", scheduled, timeout_s=15)
     assert 0 == verify(capsys, launcher.redis_url, keys)[0]
+
+
+def test_the_leader_controller_archives_the_log_into_segments_that_verify_with_redis(
+    launcher: Launcher, client: redis.Redis, keys: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive_dir = launcher.logs.parent / "archive"
+    api = start_audited_api(launcher, keys)
+    token = new_tenant(api)
+    for _ in range(3):
+        new_server(api, token)
+    ctl_args = ["--id", "a", "--audit-key-file", str(keys)]
+    ctl_args += ["--audit-archive-dir", str(archive_dir), "--audit-archive-interval-s", "0.5"]
+    url = launcher.start("ctl", "controller", *ctl_args)[1]
+    launcher.wait_healthy(url)
+
+    def archived() -> bool:
+        return any(archive_dir.glob("*")) and client.llen(LOG_KEY) == 0
+
+    wait_for("the audit log archived and the Redis list emptied", archived, timeout_s=30)
+    new_server(api, token)  # one more record, in Redis after the archived ones
+    code, lines = verify(capsys, launcher.redis_url, keys, "--archive", str(archive_dir))
+
+    assert (0, ["audit log intact: 5 records"]) == (code, lines)
+    assert 4.0 == gauge(url, "refplat_controller_audit_archived_records_total")
 
 
 def test_keygen_writes_a_private_key_file(keys: Path) -> None:
@@ -297,3 +321,14 @@ def test_a_garbled_head_pointer_is_named_altered(
 
     assert 1 == code
     assert "altered seq ?: the redis audit head" in problems[0]
+
+
+def test_archiving_without_a_key_file_is_a_startup_error(
+    redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    argv = ["controller", "--redis-url", redis_url, "--id", "a", "--listen", "127.0.0.1:0"]
+
+    code = main([*argv, "--audit-archive-dir", str(tmp_path / "archive")])
+
+    assert 2 == code
+    assert "archiving the audit log needs --audit-key-file" in caplog.text

@@ -150,6 +150,25 @@ def put_server(lua: Lua, state: GameServerState, *, on_node: bool = True) -> Non
         conn.zadd(f"{P}sessions:active", {"s-1": 2})
 
 
+# Node n2 (with another server holding session s-9) is lost; its session may move to gs-1.
+REPLACE_ELSEWHERE: tuple[str, tuple[str | int, ...]] = ("CTL_NODE_LOST", ("n2", -1, "replace"))
+
+
+def put_lost_session_on_n2(lua: Lua) -> None:
+    """gs-9 on node n2, Allocated to the Active session s-9 of tenant t1 in region eu."""
+    conn, key = lua.conn, f"{P}server:gs-9"
+    lua("HEARTBEAT", "n2", "127.0.0.2")
+    server = {"id": "gs-9", "tenant": "t1", "region": "eu", "version": "1.21", "node": "n2"}
+    server |= {"state": "Allocated", "address": "127.0.0.2", "port": PORT, "session": "s-9"}
+    conn.hset(key, mapping={**server, "restart": "", "rv": 1})
+    conn.sadd(f"{P}servers", "gs-9")
+    conn.sadd(f"{P}node:n2:servers", "gs-9")
+    session = {"id": "s-9", "tenant": "t1", "server_id": "gs-9", "address": "127.0.0.2"}
+    session |= {"port": PORT, "state": "Active", "reason": "", "created_at": "1"}
+    conn.hset(f"{P}session:s-9", mapping={**session, "expires_at": "9999999999"})
+    conn.zadd(f"{P}sessions:active", {"s-9": 9999999999})
+
+
 # Every script that could move gs-1, with arguments that let it (when its state does).
 MOVES: list[tuple[str, tuple[str | int, ...]]] = [
     ("CTL_SCHEDULE", (SID, "n1")),
@@ -163,6 +182,8 @@ MOVES: list[tuple[str, tuple[str | int, ...]]] = [
     *[("POWER", (SID, "t1", signal.value)) for signal in PowerSignal],
     ("SHUTDOWN_SERVER", (SID, "t1")),
     ("CTL_NODE_LOST", ("n1", -1)),
+    ("CTL_NODE_LOST", ("n1", -1, "replace")),
+    REPLACE_ELSEWHERE,
     ("CTL_REMOVE_ORPHAN", (SID,)),
     ("REMOVE_SHUTDOWN", (SID, "n1")),
 ]
@@ -217,6 +238,8 @@ def test_every_script_in_every_state_makes_only_allowed_transitions_and_all_of_t
         for name, args in MOVES:
             lua.reset()
             put_server(lua, state, on_node=on_node)
+            if (name, args) == REPLACE_ELSEWHERE:
+                put_lost_session_on_n2(lua)
             lua(name, *args)
             after = lua.state()
             if after is None:  # deleted: only ever a Shutdown server
@@ -449,9 +472,9 @@ class Platform(RuleBasedStateMachine):
         else:
             self.run("CTL_REMOVE_ORPHAN", sid)
 
-    @rule(node=st.sampled_from(NODES))
-    def node_lost(self, node: str) -> None:
-        self.run("CTL_NODE_LOST", node, -1)
+    @rule(node=st.sampled_from(NODES), policy=st.sampled_from(["end", "replace"]))
+    def node_lost(self, node: str, policy: str) -> None:
+        self.run("CTL_NODE_LOST", node, -1, policy)
 
     @rule(node=st.sampled_from(NODES))
     def heartbeat(self, node: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from refplat.controller import Controller, ControllerSettings
+from refplat.controller import Controller, ControllerSettings, LostSessionPolicy
 from refplat.lease import Lease, Term
 from refplat.model import EndReason, GameServerState, SessionState
 from refplat.runtime import HostPort
@@ -162,6 +162,52 @@ def test_a_lost_node_sends_its_servers_back_to_creating_and_its_sessions_end(
 
     assert (SessionState.ENDED, EndReason.SERVER_LOST) == (session.state, session.reason)
     assert (GameServerState.CREATING, None, None) == (server.state, server.node, server.port)
+
+
+@pytest.mark.parametrize("spare", [True, False], ids=["spare-server", "no-spare"])
+def test_with_the_replace_policy_a_lost_servers_session_moves_to_a_spare_or_ends(
+    redis_url: str, spare: bool
+) -> None:
+    async def body(store: Store) -> tuple[Any, ...]:
+        settings = ControllerSettings(
+            controller_id="a",
+            listen=HostPort("127.0.0.1", 0),
+            heartbeat_timeout_s=0.5,
+            lost_session_policy=LostSessionPolicy.REPLACE,
+        )
+        ctl = Controller(store=store, settings=settings)
+        term = await lead(store)
+        await ready_servers(store, ctl, term, 1)  # gs-0 on n1
+        await store.allocate(tenant="t1", region=None, session_id="s-1", ttl_s=60, idem_key="")
+        if spare:  # gs-spare, Ready on n2
+            await store.run("HEARTBEAT", "n2", "127.0.0.2")
+            await store.create_server(
+                server_id="gs-spare", tenant="t1", region="local", version="1.21"
+            )
+            await store.run("CTL_SCHEDULE", term.holder, term.epoch, "gs-spare", "n2")
+            assert 1 == await store.run("MARK_READY", "gs-spare", "n2", 31000)
+        await asyncio.sleep(0.6)
+        await store.run("HEARTBEAT", "n2", "127.0.0.2")  # n2 stays live, n1 goes silent
+        await ctl.reconcile_pass(term)
+        return (
+            await store.get_session("s-1"),
+            await store.get_server("gs-0"),
+            await store.get_server("gs-spare"),
+        )
+
+    session, lost, other = with_store(redis_url, body)
+
+    assert GameServerState.CREATING == lost.state
+    if spare:
+        assert (SessionState.ACTIVE, "gs-spare", 31000, 1) == (
+            session.state,
+            session.server_id,
+            session.port,
+            session.replacements,
+        )
+        assert (GameServerState.ALLOCATED, "s-1") == (other.state, other.session)
+    else:
+        assert (SessionState.ENDED, EndReason.SERVER_LOST) == (session.state, session.reason)
 
 
 def test_ending_a_session_twice_is_idempotent_and_keeps_the_record(redis_url: str) -> None:
