@@ -98,7 +98,10 @@ class Api:
         self._admin_token = admin_token
         self.metrics = ApiMetrics()
         self._audit = audit_sink(
-            redis=store.redis, key_file=settings.audit_key_file, registry=self.metrics.registry
+            redis=store.redis,
+            key_file=settings.audit_key_file,
+            registry=self.metrics.registry,
+            wait=store.wait,
         )
         self._limiter = RateLimiter(
             store=store,

@@ -25,12 +25,13 @@ import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter
 
 from refplat.audit import AuditAction, AuditEvent, ChainPoint, KeyRing, seal
+from refplat.redisconn import ReplicaWait, eval_durably
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +118,15 @@ class AuditLog:
     """The Redis audit log of one process."""
 
     def __init__(
-        self, *, redis: aioredis.Redis, key_file: Path, registry: CollectorRegistry
+        self,
+        *,
+        redis: aioredis.Redis,
+        key_file: Path,
+        registry: CollectorRegistry,
+        wait: ReplicaWait | None = None,
     ) -> None:
         self._redis = redis
+        self._wait = wait
         self._key_file = KeyFile(key_file)
         self._append = redis.register_script(APPEND)
         self.written = Counter("refplat_audit_events", "Audit events appended.", registry=registry)
@@ -172,10 +179,16 @@ class AuditLog:
             record = seal(event, keys=self._key_file.keys(), prev=head.hash)
             new_head = ChainPoint(seq=record.seq, hash=record.chain_hash())
             args = [head_text or "", record.to_line(), new_head.text()]
-            if await self._append(keys=[HEAD_KEY, LOG_KEY], args=args):
+            if await self._run_append(args):
                 return record.seq
             await asyncio.sleep(random.uniform(0, RETRY_JITTER_S * (attempt + 1)))
         raise AuditWriteError(f"the audit head moved on each of {MAX_ATTEMPTS} attempts")
+
+    async def _run_append(self, args: list[str]) -> Any:
+        """The append script; with a replica wait, acknowledged only once replicated."""
+        if self._wait is None:
+            return await self._append(keys=[HEAD_KEY, LOG_KEY], args=args)
+        return await eval_durably(self._redis, self._wait, APPEND, args, keys=[HEAD_KEY, LOG_KEY])
 
     async def _head_and_time(self) -> tuple[str | None, tuple[int, int]]:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -187,9 +200,13 @@ class AuditLog:
 
 
 def audit_sink(
-    *, redis: aioredis.Redis, key_file: Path | None, registry: CollectorRegistry
+    *,
+    redis: aioredis.Redis,
+    key_file: Path | None,
+    registry: CollectorRegistry,
+    wait: ReplicaWait | None = None,
 ) -> AuditSink:
     """An :class:`AuditLog` when a key file is given, else :class:`NoAudit`."""
     if key_file is None:
         return NoAudit()
-    return AuditLog(redis=redis, key_file=key_file, registry=registry)
+    return AuditLog(redis=redis, key_file=key_file, registry=registry, wait=wait)

@@ -116,7 +116,10 @@ class Controller:
         self._published: Term | None = None
         self._live_counts: dict[str, int] = {}
         self._audit = audit_sink(
-            redis=store.redis, key_file=settings.audit_key_file, registry=self.metrics.registry
+            redis=store.redis,
+            key_file=settings.audit_key_file,
+            registry=self.metrics.registry,
+            wait=store.wait,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

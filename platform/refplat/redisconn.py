@@ -231,11 +231,15 @@ def connect_sync(target: str | RedisSettings) -> redis.Redis:
 
 
 async def eval_durably(
-    client: aioredis.Redis, wait: ReplicaWait, source: str, args: Sequence[str | int | float]
+    client: aioredis.Redis,
+    wait: ReplicaWait,
+    source: str,
+    args: Sequence[str | int | float],
+    keys: Sequence[str] = (),
 ) -> Any:
     """Run the Lua ``source`` and ``WAIT`` on one connection; raise when not durable."""
     async with client.pipeline(transaction=False) as pipe:
-        pipe.eval(source, 0, *args)
+        pipe.eval(source, len(keys), *keys, *args)
         pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
         try:
             result, acknowledged = await pipe.execute()

@@ -112,6 +112,11 @@ class Store:
         """Run the script ``scripts.<name>`` with ``args`` as ARGV."""
         return await self.run_source(name, scripts.source(name), *args)
 
+    @property
+    def wait(self) -> ReplicaWait | None:
+        """How many replicas a write waits for (None: it does not wait)."""
+        return self._wait
+
     async def run_source(self, name: str, source: str, *args: str | int | float) -> Any:
         """Run the Lua ``source`` (registered once under ``name``) with ``args`` as ARGV.
 

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from refplat.audit import AuditAction, KeyRing, SealedRecord, unseal
 from refplat.auditlog import LOG_KEY, AuditLog
 from refplat.cli import main
+from refplat.redisconn import ReplicationError, ReplicaWait
 from refplat.store import connect
 from tests.integration.test_refplat_platform import ADMIN_TOKEN, Launcher, call, gauge, wait_for
 
@@ -206,6 +207,30 @@ def test_a_failed_audit_write_is_counted_not_raised(redis_url: str, keys: Path) 
     asyncio.run(record_without_key_file())
 
     assert 1.0 == registry.get_sample_value("refplat_audit_write_errors_total")
+
+
+@pytest.mark.parametrize("replicas", [0, 1])
+def test_with_a_replica_wait_an_unreplicated_audit_write_is_an_error(
+    redis_url: str, keys: Path, replicas: int
+) -> None:
+    """No replica here: waiting for one fails the append; waiting for none succeeds."""
+
+    async def append() -> int:
+        conn = connect(redis_url)
+        wait = ReplicaWait(replicas=replicas, timeout_ms=100)
+        audit_log = AuditLog(redis=conn, key_file=keys, registry=CollectorRegistry(), wait=wait)
+        try:
+            return await audit_log.append(
+                actor="admin", action=AuditAction.TENANT_CREATE, object_id="t"
+            )
+        finally:
+            await conn.aclose()
+
+    if replicas:
+        with pytest.raises(ReplicationError, match="0 of 1 required replica"):
+            asyncio.run(append())
+    else:
+        assert 1 == asyncio.run(append())
 
 
 def line_at(client: redis.Redis, index: int) -> str:
