@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from harness.util.net import free_port, wait_for_port
+from harness.util.scratch import scratch_redis
 from refplat.audit import AuditAction, new_key_line
 from refplat.auditlog import AuditLog
 from refplat.backup import connect_bytes, create_backup, restore_backup, state_keys
@@ -42,32 +39,6 @@ from refplat.store import Store, connect
 
 FILE_BYTES = 16 * 1024
 CONCURRENCY = 50
-
-
-@contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A real, empty redis-server on a free loopback port, stopped on every path."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed; run scripts/setup.sh")
-    port = free_port()
-    directory.mkdir(parents=True)
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir"]
-    proc = subprocess.Popen(
-        [*argv, str(directory), "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port("127.0.0.1", port, timeout_s=10, what="redis-server")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 async def _bounded(jobs: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
@@ -152,7 +123,10 @@ async def _fill(url: str, args: argparse.Namespace, *, data: DataDir, key_file: 
 def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Populate; back up and restore the state alone, then state and world files together."""
     data_dir, restored_dir = work / "data", work / "restored"
-    source_redis, target_redis = redis_server(work / "source-redis"), redis_server(work / "target")
+    source_redis, target_redis = (
+        scratch_redis(work / "source-redis"),
+        scratch_redis(work / "target"),
+    )
     with source_redis as source_url, target_redis as target_url:
         started = time.monotonic()
         asyncio.run(_fill(source_url, args, data=DataDir(data_dir), key_file=work / "audit.keys"))

@@ -13,47 +13,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from harness.util.net import free_port, wait_for_port
+from harness.util.scratch import scratch_redis
 from refplat.census import take_census
 from refplat.store import PREFIX, Store, connect
 
 FILL_BATCH = 1000
-
-
-@contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A real, empty redis-server on a free loopback port, stopped on every path."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed; run scripts/setup.sh")
-    port = free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    proc = subprocess.Popen(
-        [*argv, "--appendonly", "no", "--dir", str(directory)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port("127.0.0.1", port, timeout_s=10, what="redis-server")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 async def fill(store: Store, count: int) -> None:
@@ -111,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as url:
+    with tempfile.TemporaryDirectory() as tmp, scratch_redis(Path(tmp)) as url:
         rows = [asyncio.run(measure(url, n, args.repeat)) for n in args.sessions]
     for row in rows:
         sessions, census, scan = (

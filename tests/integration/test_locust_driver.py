@@ -15,24 +15,31 @@ import pytest
 from harness.drivers.locust import LocustRun, LocustSpec
 from harness.model import PhaseRecord
 from harness.util.net import free_port, wait_for_port
+from harness.util.scratch import stop_process
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.load]
 
-# Requests /a for the first 3 s of the run, then /b: the phases are known in advance.
+# Requests /a for 3 s from its first request, then /b; it writes when that first request was,
+# so the test knows the phases however long Locust took to start.
 PHASED = """
+import os
 import time
 import _harness_stats  # noqa: F401
 from locust import HttpUser, constant, task
 
-START = time.time()
+FIRST = []
 
 class Phased(HttpUser):
     wait_time = constant(0.05)
 
     @task
     def hit(self):
-        path = "/a" if time.time() - START < 3 else "/b"
+        if not FIRST:
+            FIRST.append(time.time())
+            with open(os.environ["PHASED_FIRST_FILE"], "w") as out:
+                out.write(repr(FIRST[0]))
+        path = "/a" if time.time() - FIRST[0] < 3 else "/b"
         self.client.get(path, name=path)
 """
 
@@ -70,8 +77,7 @@ def http_server(tmp_path: Path) -> Iterator[str]:
         wait_for_port("127.0.0.1", port, timeout_s=10, what="http.server")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def locustfile(tmp_path: Path, text: str) -> Path:
@@ -89,13 +95,19 @@ def test_statistics_are_cut_by_phase(tmp_path: Path, http_server: str) -> None:
         spawn_rate=10,
         max_runtime_s=30,
     )
-    with LocustRun(spec, out_dir=tmp_path / "out", env=dict(os.environ)) as run:
-        started = time.time()
-        time.sleep(6.5)
+    first_file = tmp_path / "first-request"
+    env = {**os.environ, "PHASED_FIRST_FILE": str(first_file)}
+    with LocustRun(spec, out_dir=tmp_path / "out", env=env) as run:
+        deadline = time.monotonic() + 30
+        while not first_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.2)  # the file is written, then read whole
+        started = float(first_file.read_text())
+        time.sleep(max(0.0, started + 6.5 - time.time()))
         run.stop()
-    # Locust starts its users about a second after the process; leave a margin at the switch.
-    first = PhaseRecord("first", started, started + 3.0)
-    second = PhaseRecord("second", started + 5.0, started + 6.5)
+    # A margin on each side of the switch at 3 s.
+    first = PhaseRecord("first", started, started + 2.5)
+    second = PhaseRecord("second", started + 4.0, started + 6.5)
     phases = run.phase_summaries([first, second])
     assert {"GET /a"} == set(phases["first"].by_name)
     assert {"GET /b"} == set(phases["second"].by_name)

@@ -14,6 +14,7 @@ from harness.drivers.prometheus import PrometheusClient, parse_duration_s
 from harness.slo import PromQuery
 from harness.util.errors import DriverError
 from harness.util.net import free_port
+from harness.util.scratch import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +51,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusC
         yield client
     finally:
         client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
         log.close()
 
 

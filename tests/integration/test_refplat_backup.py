@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +14,8 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
-from harness.util.net import free_port, wait_for_port
+from harness.util.net import free_port
+from harness.util.scratch import scratch_redis
 from refplat.audit import AuditAction, KeyRing, SealedRecord, new_key_line, unseal
 from refplat.auditarchive import verify_log
 from refplat.auditlog import AuditLog
@@ -43,30 +43,11 @@ TTL_TOLERANCE_MS = 10_000
 WORLD = {"world/level.dat": b"L" * 3000, "world/region/r.0.0.mca": bytes(range(256)) * 8}
 
 
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    assert binary is not None, "redis-server is not installed"
-    directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir"]
-    proc = subprocess.Popen(
-        [*argv, str(directory), "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port("127.0.0.1", port, timeout_s=10, what="redis-server")
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
 @pytest.fixture
 def fresh_redis_url(tmp_path: Path) -> Iterator[str]:
     """A second real, empty redis-server: the restore target."""
-    proc, url = start_redis(tmp_path / "fresh-redis")
-    try:
+    with scratch_redis(tmp_path / "fresh-redis") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
 
 
 def run(redis_url: str, body: Any) -> Any:

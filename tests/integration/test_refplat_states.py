@@ -8,11 +8,7 @@ machine drives random sequences of scripts and checks the invariants after every
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +23,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from harness.util.net import free_port, wait_for_port
+from harness.util.scratch import scratch_redis
 from refplat import scripts
 from refplat.model import GameServerState
 from refplat.states import (
@@ -48,33 +44,11 @@ SID = "gs-1"
 PORT = "30000"
 
 
-@contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A real, empty redis-server on a free loopback port; yields its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed; run scripts/setup.sh (make test does).")
-    port = free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    argv += ["--appendonly", "no", "--dir", str(directory)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port("127.0.0.1", port, timeout_s=10, what="redis-server")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Redis]:
     """One real redis-server for the module (tests and hypothesis examples flush it)."""
     with (
-        redis_server(tmp_path_factory.mktemp("redis")) as url,
+        scratch_redis(tmp_path_factory.mktemp("redis")) as url,
         redis.Redis.from_url(url, decode_responses=True, socket_timeout=5) as conn,
     ):
         yield conn
