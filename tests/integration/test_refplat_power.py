@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from mcstatus import JavaServer
 
+from harness.util.scratch import scratch_redis
 from refplat.agent import Agent, AgentSettings
 from refplat.lease import Lease
 from refplat.model import GameServerState
@@ -25,7 +26,6 @@ from tests.integration.test_refplat_platform import (
     ready_servers,
     wait_for,
 )
-from tests.integration.test_refplat_states import redis_server
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     Each test works as its own tenant, so the tests do not see each other's servers.
     """
     tmp = tmp_path_factory.mktemp("power")
-    with redis_server(tmp) as url:
+    with scratch_redis(tmp) as url:
         launcher = Launcher(redis_url=url, tmp_path=tmp)
         try:
             urls = [launcher.start(n, "agent", "--node", n)[1] for n in ("node-1", "node-2")]
