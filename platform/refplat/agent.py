@@ -1,7 +1,8 @@
 """The node agent: heartbeats for its node and runs the game servers assigned to it.
 
-Every poll it reads the servers in ``refplat:node:{name}:servers`` and converges its local
-listeners on them (the transitions are those of :mod:`refplat.states`, owner ``agent``):
+Every poll it reads the servers that changed on its node (``refplat:node:{name}:dirty``,
+with a full list of ``refplat:node:{name}:servers`` every ``FULL_SYNC_S``) and converges its
+local listeners on them (the transitions are those of :mod:`refplat.states`, owner ``agent``):
 
 - a Starting server gets a Server List Ping listener (kernel-chosen port) and is set Ready
   by compare-and-set, or Error when the listener cannot be started;
@@ -21,6 +22,7 @@ import contextlib
 import functools
 import logging
 import resource
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -37,6 +39,7 @@ PROTOCOL_BY_VERSION = {"1.20.4": 765, "1.20.6": 766, "1.21": 767, "1.21.1": 767}
 DEFAULT_PROTOCOL = 767
 MAX_PLAYERS = 1
 SELF_CHECK_TIMEOUT_S = 1.0
+FULL_SYNC_S = 10.0  # a full list of the node's servers at least this often (see Agent.sync)
 RUNNING_STATES = frozenset({GameServerState.READY, GameServerState.ALLOCATED})
 
 
@@ -73,6 +76,8 @@ class Agent:
         self._listeners: dict[str, asyncio.Server] = {}
         self._status: dict[str, StatusInfo] = {}
         self._checked_at: dict[str, float] = {}
+        self._known: dict[str, GameServer] = {}  # the servers assigned here, as last read
+        self._next_full_sync = 0.0  # monotonic; 0: list every server at the next sync
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then close every listener."""
@@ -122,15 +127,48 @@ class Agent:
                 return
 
     async def sync(self) -> None:
-        """Converge local listeners on the servers assigned to this node."""
-        index = f"{PREFIX}node:{self._settings.node}:servers"
-        servers = [s for s in await self._store.servers_in(index) if s.node == self._settings.node]
-        for server in servers:
-            await self._converge(server)
-        assigned = {s.id for s in servers}
-        for server_id in [sid for sid in self._listeners if sid not in assigned]:
+        """Converge local listeners on the servers assigned to this node.
+
+        A watch, not a poll of everything: each sync reads only the servers in the node's
+        dirty set (every script that changes a server marks it), converges those, and runs
+        the due health checks of the others from the cache. Every ``FULL_SYNC_S``, and after
+        a failed sync, it lists every server again, so a missed mark costs a delay, not a leak.
+        """
+        try:
+            changed = await self._read_changes()
+            for server in list(self._known.values()):
+                if server.id in changed or self._health_due(server):
+                    await self._converge(server)
+        except Exception:
+            self._next_full_sync = 0.0
+            raise
+        for server_id in [sid for sid in self._listeners if sid not in self._known]:
             self._close(server_id)
         self.metrics.game_servers.set(len(self._listeners))
+
+    async def _read_changes(self) -> set[str]:
+        """Update the cache; return the ids of the servers to converge now."""
+        node, now = self._settings.node, time.monotonic()
+        if now >= self._next_full_sync:
+            await self._store.take_dirty(node)  # before the list, so no change falls between
+            index = f"{PREFIX}node:{node}:servers"
+            servers = [s for s in await self._store.servers_in(index) if s.node == node]
+            self._known = {s.id: s for s in servers}
+            self._next_full_sync = now + FULL_SYNC_S
+            return set(self._known)
+        changed = await self._store.take_dirty(node)
+        for server_id, server in (await self._store.servers_by_id(changed)).items():
+            if server is not None and server.node == node:
+                self._known[server_id] = server
+            else:
+                self._known.pop(server_id, None)
+        return set(changed)
+
+    def _health_due(self, server: GameServer) -> bool:
+        if server.state not in RUNNING_STATES:
+            return False
+        last = self._checked_at.get(server.id, 0.0)
+        return asyncio.get_running_loop().time() - last >= self._settings.health_interval_s
 
     async def _converge(self, server: GameServer) -> None:
         if server.state is GameServerState.STARTING:

@@ -32,6 +32,11 @@ local function skey(sid) return P .. 'server:' .. sid end
 """
     + lua_source()
     + """
+-- The agent of a node re-reads only the servers in its dirty set (plus a periodic full list).
+local function mark_dirty(node, sid)
+  if node ~= '' then redis.call('SADD', P .. 'node:' .. node .. ':dirty', sid) end
+end
+local SERVER_PREFIX_LEN = string.len(P .. 'server:')
 local function bump(key, ...)
   local args = {...}
   for i = 1, #args - 1, 2 do
@@ -43,8 +48,12 @@ local function bump(key, ...)
       end
     end
   end
+  local old_node = hget(key, 'node')
   redis.call('HSET', key, ...)
   redis.call('HINCRBY', key, 'rv', 1)
+  local sid, new_node = string.sub(key, SERVER_PREFIX_LEN + 1), hget(key, 'node')
+  mark_dirty(old_node, sid)
+  if new_node ~= old_node then mark_dirty(new_node, sid) end
 end
 local function ready_sets(key)
   local t = hget(key, 'tenant')
@@ -62,6 +71,7 @@ local function delete_server(sid)
   local key = skey(sid)
   ready_rem(key, sid)
   local node = hget(key, 'node')
+  mark_dirty(node, sid)
   if node ~= '' then redis.call('SREM', P .. 'node:' .. node .. ':servers', sid) end
   redis.call('SREM', P .. 'tenant:' .. hget(key, 'tenant') .. ':servers', sid)
   redis.call('SREM', P .. 'servers', sid)

@@ -4,7 +4,8 @@ Key names (all under ``refplat:``):
 
 - ``tenant:{id}`` hash, ``tenants`` set, ``token:{sha256}`` -> tenant id
 - ``server:{id}`` hash (with ``rv``), ``servers`` set, ``tenant:{id}:servers`` set,
-  ``node:{name}:servers`` set, ``ready:{tenant}`` and ``ready:{tenant}:{region}`` sets
+  ``node:{name}:servers`` set, ``node:{name}:dirty`` set (servers changed since its agent
+  last looked), ``ready:{tenant}`` and ``ready:{tenant}:{region}`` sets
 - ``session:{id}`` hash, ``sessions`` set, ``tenant:{id}:sessions`` set,
   ``sessions:active`` sorted set scored by expiry, ``idem:{tenant}:{key}`` -> session id
 - ``node:{name}`` hash, ``nodes`` set
@@ -175,9 +176,24 @@ class Store:
 
     async def servers_in(self, index: str) -> list[GameServer]:
         """The servers whose ids are members of the set ``index``."""
-        ids = await self._members(index)
+        return [s for s in (await self.servers_by_id(await self._members(index))).values() if s]
+
+    async def servers_by_id(self, ids: Sequence[str]) -> dict[str, GameServer | None]:
+        """Each of ``ids`` with its server, or None when it no longer exists."""
         raws = await self._hgetall_many([f"{PREFIX}server:{sid}" for sid in ids])
-        return [GameServer.from_hash(raw) for raw in raws if raw]
+        return {
+            sid: GameServer.from_hash(raw) if raw else None
+            for sid, raw in zip(ids, raws, strict=True)
+        }
+
+    async def take_dirty(self, node: str) -> list[str]:
+        """The ids of the servers changed on ``node`` since the last call (emptying the set)."""
+        key = f"{PREFIX}node:{node}:dirty"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.smembers(key)
+            pipe.delete(key)
+            members, _ = await pipe.execute()
+        return sorted(str(member) for member in members)
 
     async def page_servers(
         self,

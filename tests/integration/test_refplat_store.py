@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from refplat.agent import Agent, AgentSettings
 from refplat.controller import Controller, ControllerSettings, LostSessionPolicy
 from refplat.lease import Lease, Term
 from refplat.model import EndReason, GameServerState, SessionState
@@ -208,6 +209,38 @@ def test_with_the_replace_policy_a_lost_servers_session_moves_to_a_spare_or_ends
         assert (GameServerState.ALLOCATED, "s-1") == (other.state, other.session)
     else:
         assert (SessionState.ENDED, EndReason.SERVER_LOST) == (session.state, session.reason)
+
+
+def test_between_full_syncs_the_agent_reads_only_the_servers_marked_dirty(redis_url: str) -> None:
+    async def body(store: Store) -> tuple[Any, ...]:
+        ctl, term = controller(store), await lead(store)
+        await store.run("HEARTBEAT", "n1", "127.0.0.1")
+        settings = AgentSettings(node="n1", address="127.0.0.1", listen=HostPort("127.0.0.1", 0))
+        agent = Agent(store=store, settings=settings)
+        try:
+            await store.create_server(server_id="gs-0", tenant="t1", region="eu", version="1.21")
+            await ctl.reconcile_pass(term)  # Starting on n1, marked dirty for n1
+            await agent.sync()  # the first sync lists everything
+            first = await store.get_server("gs-0")
+            # Hide the node's index: a full list would now find nothing and close gs-0.
+            await store.redis.delete(f"{PREFIX}node:n1:servers")
+            await store.create_server(server_id="gs-1", tenant="t1", region="eu", version="1.21")
+            await store.run("CTL_SCHEDULE", term.holder, term.epoch, "gs-1", "n1")
+            dirty = await store.redis.smembers(f"{PREFIX}node:n1:dirty")
+            await agent.sync()
+            second = await store.get_server("gs-1")
+            left = await store.redis.smembers(f"{PREFIX}node:n1:dirty")
+            return first, dirty, second, left, sorted(agent._listeners)
+        finally:
+            agent.close()
+
+    first, dirty, second, left, listening = with_store(redis_url, body)
+
+    assert GameServerState.READY == first.state
+    assert {"gs-0", "gs-1"} == dirty  # gs-0: the agent's own MARK_READY marks it too
+    # What is left is the agent's own MARK_READY of gs-1, read back at the next sync.
+    assert (GameServerState.READY, {"gs-1"}) == (second.state, left)
+    assert ["gs-0", "gs-1"] == listening
 
 
 def test_ending_a_session_twice_is_idempotent_and_keeps_the_record(redis_url: str) -> None:
