@@ -22,16 +22,16 @@ import contextlib
 import functools
 import logging
 import resource
-import time
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from refplat.informer import ServerInformer, node_dirty, node_servers
 from refplat.metrics import AgentMetrics, metrics_handler
 from refplat.model import GameServer, GameServerState
 from refplat.runtime import HostPort, serving, sleep_or_stop
 from refplat.slp import StatusInfo, bound_port, start_listener
-from refplat.store import PREFIX, Store
+from refplat.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,13 @@ class Agent:
         self._listeners: dict[str, asyncio.Server] = {}
         self._status: dict[str, StatusInfo] = {}
         self._checked_at: dict[str, float] = {}
-        self._known: dict[str, GameServer] = {}  # the servers assigned here, as last read
-        self._next_full_sync = 0.0  # monotonic; 0: list every server at the next sync
+        self._informer = ServerInformer(
+            store,
+            dirty_key=node_dirty(settings.node),
+            index_key=node_servers(settings.node),
+            belongs=lambda server: server.node == settings.node,
+            full_every_s=FULL_SYNC_S,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then close every listener."""
@@ -129,40 +134,21 @@ class Agent:
     async def sync(self) -> None:
         """Converge local listeners on the servers assigned to this node.
 
-        A watch, not a poll of everything: each sync reads only the servers in the node's
-        dirty set (every script that changes a server marks it), converges those, and runs
-        the due health checks of the others from the cache. Every ``FULL_SYNC_S``, and after
-        a failed sync, it lists every server again, so a missed mark costs a delay, not a leak.
+        A watch, not a poll of everything (see :mod:`refplat.informer`): each sync re-reads
+        only the servers marked dirty for this node, converges those, and runs the due
+        health checks of the others from the cache; after a failed sync it lists everything.
         """
         try:
-            changed = await self._read_changes()
-            for server in list(self._known.values()):
+            changed = await self._informer.refresh()
+            for server in list(self._informer.servers.values()):
                 if server.id in changed or self._health_due(server):
                     await self._converge(server)
         except Exception:
-            self._next_full_sync = 0.0
+            self._informer.invalidate()
             raise
-        for server_id in [sid for sid in self._listeners if sid not in self._known]:
+        for server_id in [sid for sid in self._listeners if sid not in self._informer.servers]:
             self._close(server_id)
         self.metrics.game_servers.set(len(self._listeners))
-
-    async def _read_changes(self) -> set[str]:
-        """Update the cache; return the ids of the servers to converge now."""
-        node, now = self._settings.node, time.monotonic()
-        if now >= self._next_full_sync:
-            await self._store.take_dirty(node)  # before the list, so no change falls between
-            index = f"{PREFIX}node:{node}:servers"
-            servers = [s for s in await self._store.servers_in(index) if s.node == node]
-            self._known = {s.id: s for s in servers}
-            self._next_full_sync = now + FULL_SYNC_S
-            return set(self._known)
-        changed = await self._store.take_dirty(node)
-        for server_id, server in (await self._store.servers_by_id(changed)).items():
-            if server is not None and server.node == node:
-                self._known[server_id] = server
-            else:
-                self._known.pop(server_id, None)
-        return set(changed)
 
     def _health_due(self, server: GameServer) -> bool:
         if server.state not in RUNNING_STATES:

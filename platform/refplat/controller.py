@@ -1,14 +1,16 @@
 """The controller: one leader (see :mod:`refplat.lease`) runs a level-triggered reconcile loop.
 
-Each pass lists nodes, servers and due sessions, derives the work keys, and reconciles each
-key with one fenced Lua script: a lost node releases its servers (back to Creating; Stopped
-ones stay Stopped without a node) and ends their sessions (ServerLost) or, by policy, moves
-each to a Ready server of its tenant and region; a Creating server is scheduled onto the
-live node with the fewest servers; a due session ends (Expired); a Shutdown server no live
-agent will remove is deleted. With a data directory, the world files of ended sessions are
-deleted too (see :mod:`refplat.worldfiles`); with an archive directory, the leader moves the
-audit log into compressed segments every interval (see :mod:`refplat.auditarchive`). A
-failed key backs off; a fenced write makes the controller step down.
+Each pass lists nodes and due sessions, refreshes its cache of servers (an informer: only
+changed servers are re-read, see :mod:`refplat.informer`), derives the work keys, and
+reconciles each key with one fenced Lua script: a lost node releases its servers (back to
+Creating; Stopped ones stay Stopped without a node) and ends their sessions (ServerLost) or,
+by policy, moves each to a Ready server of its tenant and region; a Creating server is
+scheduled onto the live node with the fewest servers; a due session ends (Expired); a
+Shutdown server no live agent will remove is deleted. With a data directory, the world
+files of ended sessions are deleted too (see :mod:`refplat.worldfiles`); with an archive
+directory, the leader moves the audit log into compressed segments every interval (see
+:mod:`refplat.auditarchive`). A failed key backs off; a fenced write makes the controller
+step down.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from refplat.auditlog import audit_sink, controller_actor
 from refplat.backoff import KeyBackoff
 from refplat.census import take_census
 from refplat.datadir import DataDir
+from refplat.informer import ALL_SERVERS, CONTROLLER_DIRTY, ServerInformer
 from refplat.lease import Lease, Term
 from refplat.metrics import ControllerMetrics, metrics_handler
 from refplat.model import GameServer, GameServerState, Node, NodeState
@@ -42,6 +45,7 @@ from refplat.worldfiles import sweep_ended
 log = logging.getLogger(__name__)
 
 RELEASE_TIMEOUT_S = 0.5
+FULL_RELIST_S = 10.0  # the informer lists every server at least this often
 # Failover: the standby acquires within lease TTL + one renew interval of the leader's
 # last renewal (<= 3.5 s), then reconciles at once; the target is <= 5 s.
 DEFAULT_LEASE_TTL_S = 3.0
@@ -115,6 +119,14 @@ class Controller:
         self._term_reconciled: Term | None = None
         self._published: Term | None = None
         self._live_counts: dict[str, int] = {}
+        self._informer = ServerInformer(
+            store,
+            dirty_key=CONTROLLER_DIRTY,
+            index_key=ALL_SERVERS,
+            belongs=lambda _server: True,
+            full_every_s=FULL_RELIST_S,
+        )
+        self._informer_term: Term | None = None
         self._audit = audit_sink(
             redis=store.redis,
             key_file=settings.audit_key_file,
@@ -215,6 +227,7 @@ class Controller:
             self.metrics.fencing_rejections.inc()
             self._lease.step_down(reason=str(exc))
         except Exception as exc:
+            self._informer.invalidate()
             self.metrics.reconcile_errors.labels(scope="pass").inc()
             log.warning("reconcile pass failed: %s", exc)
         else:
@@ -256,7 +269,11 @@ class Controller:
             for n in nodes
             if n.state is NodeState.LIVE and n not in live
         ]
-        servers = await self._store.list_servers()
+        if self._informer_term != term:  # the cache may have gone stale while not leading
+            self._informer.invalidate()
+            self._informer_term = term
+        await self._informer.refresh()
+        servers = list(self._informer.servers.values())
         keys += [WorkKey(k, s.id) for s in servers if (k := _server_key(s)) is not None]
         keys += [WorkKey(KeyKind.EXPIRE_SESSION, sid) for sid in await self._store.due_sessions()]
         census = await take_census(self._store, nodes=nodes, servers=servers, now=now)

@@ -32,7 +32,8 @@ local function skey(sid) return P .. 'server:' .. sid end
 """
     + lua_source()
     + """
--- The agent of a node re-reads only the servers in its dirty set (plus a periodic full list).
+-- The controller and the agent of a node re-read only the servers in their dirty sets
+-- (plus a periodic full list): see refplat.informer.
 local function mark_dirty(node, sid)
   if node ~= '' then redis.call('SADD', P .. 'node:' .. node .. ':dirty', sid) end
 end
@@ -52,6 +53,7 @@ local function bump(key, ...)
   redis.call('HSET', key, ...)
   redis.call('HINCRBY', key, 'rv', 1)
   local sid, new_node = string.sub(key, SERVER_PREFIX_LEN + 1), hget(key, 'node')
+  redis.call('SADD', P .. 'servers:dirty', sid)
   mark_dirty(old_node, sid)
   if new_node ~= old_node then mark_dirty(new_node, sid) end
 end
@@ -72,6 +74,7 @@ local function delete_server(sid)
   ready_rem(key, sid)
   local node = hget(key, 'node')
   mark_dirty(node, sid)
+  redis.call('SADD', P .. 'servers:dirty', sid)
   if node ~= '' then redis.call('SREM', P .. 'node:' .. node .. ':servers', sid) end
   redis.call('SREM', P .. 'tenant:' .. hget(key, 'tenant') .. ':servers', sid)
   redis.call('SREM', P .. 'servers', sid)
@@ -126,6 +129,7 @@ redis.call('HSET', key, 'id', sid, 'tenant', tenant, 'region', region, 'version'
   'state', 'Creating', 'node', '', 'address', '', 'port', '', 'session', '', 'restart', '',
   'memory_mib', memory, 'disk_quota_mib', disk, 'rv', 1)
 redis.call('SADD', P .. 'servers', sid)
+redis.call('SADD', P .. 'servers:dirty', sid)
 redis.call('SADD', P .. 'tenant:' .. tenant .. ':servers', sid)
 return 1
 """

@@ -4,8 +4,9 @@ Key names (all under ``refplat:``):
 
 - ``tenant:{id}`` hash, ``tenants`` set, ``token:{sha256}`` -> tenant id
 - ``server:{id}`` hash (with ``rv``), ``servers`` set, ``tenant:{id}:servers`` set,
-  ``node:{name}:servers`` set, ``node:{name}:dirty`` set (servers changed since its agent
-  last looked), ``ready:{tenant}`` and ``ready:{tenant}:{region}`` sets
+  ``node:{name}:servers`` set, ``ready:{tenant}`` and ``ready:{tenant}:{region}`` sets
+- ``servers:dirty`` and ``node:{name}:dirty`` sets: servers changed since the controller, or
+  the node's agent, last looked (see :mod:`refplat.informer`)
 - ``session:{id}`` hash, ``sessions`` set, ``tenant:{id}:sessions`` set,
   ``sessions:active`` sorted set scored by expiry, ``idem:{tenant}:{key}`` -> session id
 - ``node:{name}`` hash, ``nodes`` set
@@ -186,9 +187,8 @@ class Store:
             for sid, raw in zip(ids, raws, strict=True)
         }
 
-    async def take_dirty(self, node: str) -> list[str]:
-        """The ids of the servers changed on ``node`` since the last call (emptying the set)."""
-        key = f"{PREFIX}node:{node}:dirty"
+    async def take_set(self, key: str) -> list[str]:
+        """The members of the set ``key``, which is emptied in the same transaction."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.smembers(key)
             pipe.delete(key)

@@ -243,6 +243,27 @@ def test_between_full_syncs_the_agent_reads_only_the_servers_marked_dirty(redis_
     assert ["gs-0", "gs-1"] == listening
 
 
+def test_between_full_lists_the_controller_reads_only_the_servers_marked_dirty(
+    redis_url: str,
+) -> None:
+    async def body(store: Store) -> tuple[Any, ...]:
+        ctl, term = controller(store), await lead(store)
+        await store.run("HEARTBEAT", "n1", "127.0.0.1")
+        await store.create_server(server_id="gs-0", tenant="t1", region="eu", version="1.21")
+        await ctl.reconcile_pass(term)  # the first pass of a term lists everything
+        # Hide the index: a full list would now find no server to schedule.
+        await store.redis.delete(f"{PREFIX}servers")
+        await store.create_server(server_id="gs-1", tenant="t1", region="eu", version="1.21")
+        await store.redis.srem(f"{PREFIX}servers", "gs-1")
+        await ctl.reconcile_pass(term)
+        return await store.get_server("gs-0"), await store.get_server("gs-1")
+
+    first, second = with_store(redis_url, body)
+
+    assert (GameServerState.STARTING, "n1") == (first.state, first.node)
+    assert (GameServerState.STARTING, "n1") == (second.state, second.node)
+
+
 def test_ending_a_session_twice_is_idempotent_and_keeps_the_record(redis_url: str) -> None:
     async def body(store: Store) -> list[Any]:
         await ready_servers(store, controller(store), await lead(store), 1)
