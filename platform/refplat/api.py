@@ -208,7 +208,12 @@ class Api:
         server = await self._store.get_server(server_id)
         if server is None:
             # The read reached a Redis that lacks the write (a failover without replica waits).
-            raise error(503, "the server was created but cannot be read back yet; retry the GET")
+            raise error(
+                503,
+                f"server {server_id} was created but cannot be read back yet; "
+                f"GET /v1/servers/{server_id} shortly instead of creating it again",
+                id=server_id,
+            )
         return web.json_response(server.to_json(), status=201)
 
     async def list_servers(self, request: web.Request) -> web.Response:

@@ -26,7 +26,6 @@ from refplat.audit import START, ChainPoint, KeyRing, SealedRecord
 from refplat.auditlog import BASE_KEY, HEAD_KEY, LOG_KEY
 from refplat.auditverify import Checkpoint, Problem, ProblemKind, StoredLine, VerifyReport, verify
 
-REDIS_TIMEOUT_S = 5.0
 SEGMENT_TYPE = "refplat-audit-segment"
 
 TRIM = """
@@ -56,14 +55,6 @@ class RedisSnapshot:
     def stored(self) -> list[StoredLine]:
         """The list's lines, labelled ``redis[i]``."""
         return [StoredLine(f"redis[{i}]", line) for i, line in enumerate(self.lines)]
-
-
-def connect_sync(url: str) -> redis.Redis:
-    """A blocking Redis client for the one-shot audit commands."""
-    client: redis.Redis = redis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=REDIS_TIMEOUT_S
-    )
-    return client
 
 
 def read_snapshot(client: redis.Redis) -> RedisSnapshot:

@@ -236,21 +236,27 @@ def state_keys(client: redis.Redis, *, limit: int | None = None) -> list[bytes]:
 def restore_state(
     client: redis.Redis, directory: Path, state: StateManifest, *, batch_keys: int = BATCH_KEYS
 ) -> int:
-    """Replace every ``refplat:*`` key by the backup's (checked first); return the key count."""
+    """Replace every ``refplat:*`` key by the backup's (checked first); return the key count.
+
+    Every key of the backup is restored (``RESTORE ... REPLACE``) before any key the backup
+    lacks is removed, so a restore that fails part way leaves the old keys it did not reach.
+    """
     path = directory / state.file
     check_file(path, sha256=state.sha256)
     records = list(_read_state(path))
     if len(records) != state.keys:
         raise CorruptBackupError(f"backup file {path} holds {len(records)} keys, not {state.keys}")
     existing = state_keys(client)
-    for i in range(0, len(existing), batch_keys):
-        client.unlink(*existing[i : i + batch_keys])
     for i in range(0, len(records), batch_keys):
         batch = records[i : i + batch_keys]
         args: list[bytes | int] = []
         for _, pttl, payload in batch:
             args += [0 if pttl < 0 else max(pttl, 1), payload]  # 0: no expiry
         client.eval(RESTORE_BATCH, len(batch), *(name for name, _, _ in batch), *args)
+    restored = {name for name, _, _ in records}
+    stale = [name for name in existing if name not in restored]
+    for i in range(0, len(stale), batch_keys):
+        client.unlink(*stale[i : i + batch_keys])
     return len(records)
 
 

@@ -13,6 +13,8 @@ caller's ``id`` and ``epoch`` must match the current lease, or the script fails 
 
 from __future__ import annotations
 
+import functools
+
 from refplat.states import Owner, lua_source
 
 PRELUDE = (
@@ -409,6 +411,7 @@ def script(body: str, *, fenced: bool = False, owner: Owner | None = None) -> st
     return f"local OWNER = {declared}\n" + PRELUDE + (FENCE if fenced else "") + body
 
 
+@functools.cache
 def source(name: str) -> str:
     """The full source of the script named ``name`` in this module (e.g. ``"POWER"``)."""
     body = globals()[name]
