@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import redis
 
+from harness.targets._configs import ReplicaChecks, haproxy_cfg
 from harness.util.http import request
 from harness.util.net import free_port, wait_for_port
 
@@ -60,39 +61,11 @@ def wait_until(
     raise BenchError(f"{what} did not happen within {timeout_s:g} s")
 
 
-def haproxy_cfg(*, frontend: str, backends: Sequence[tuple[str, str]]) -> str:
-    """A minimal HAProxy in front of the api replicas, for load rather than fault detection.
-
-    The local target's config (``harness.targets._configs``) checks replicas every 500 ms with
-    a 300 ms timeout so that a cut-off replica is dropped fast; on a saturated 2-core machine
-    those checks time out under load and eject healthy replicas, which is not what this
-    benchmark measures. Here a replica must miss three 2 s checks in a row.
-    """
-    servers = "\n".join(
-        f"    server {name} {addr} check inter 1s fall 3 rise 2" for name, addr in backends
-    )
-    return f"""global
-    maxconn 4096
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout check 2s
-    timeout client 30s
-    timeout server 30s
-    option http-keep-alive
-    retries 2
-
-frontend api
-    bind {frontend}
-    default_backend api_replicas
-
-backend api_replicas
-    balance roundrobin
-    option httpchk GET /readyz
-    http-check expect status 200
-{servers}
-"""
+# The local target's HAProxy checks replicas every 500 ms with a 300 ms timeout so that a
+# cut-off replica is dropped fast; on a saturated 2-core machine those checks time out under
+# load and eject healthy replicas, which is not what this benchmark measures. Here a replica
+# must miss three 2 s checks in a row.
+LOAD_CHECKS = ReplicaChecks(inter="1s", timeout="2s", fall=3, connect_timeout="1s")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -189,7 +162,14 @@ class Cluster:
         frontend = free_port()
         cfg = self.run_dir / "haproxy.cfg"
         pairs = [(p.name, p.url.removeprefix("http://")) for p in backends]
-        cfg.write_text(haproxy_cfg(frontend=f"127.0.0.1:{frontend}", backends=pairs))
+        cfg.write_text(
+            haproxy_cfg(
+                frontend=f"127.0.0.1:{frontend}",
+                stats=f"127.0.0.1:{free_port()}",
+                backends=pairs,
+                checks=LOAD_CHECKS,
+            )
+        )
         argv = [HAPROXY, "-db", "-f", str(cfg)]
         proc = Proc(
             "haproxy", self._spawn("haproxy", argv), f"http://127.0.0.1:{frontend}", "haproxy"

@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import yaml
 
 SCRAPE_INTERVAL_S = 1
 
 
-def haproxy_cfg(*, frontend: str, stats: str, backends: Sequence[tuple[str, str]]) -> str:
+@dataclass(frozen=True)
+class ReplicaChecks:
+    """How fast HAProxy gives up on a replica: health-check interval and timeout, checks
+    failed in a row before it is down, and the connect timeout of a request."""
+
+    inter: str = "500ms"
+    timeout: str = "300ms"
+    fall: int = 2
+    connect_timeout: str = "250ms"
+
+
+# The local target's: a cut-off replica is dropped within about a second.
+FAST_FAILOVER = ReplicaChecks()
+
+
+def haproxy_cfg(
+    *,
+    frontend: str,
+    stats: str,
+    backends: Sequence[tuple[str, str]],
+    checks: ReplicaChecks = FAST_FAILOVER,
+) -> str:
     """HAProxy in front of the API replicas, health-checking each on ``/readyz``.
 
     ``frontend`` and ``stats`` are ``host:port``; ``backends`` are ``(name, host:port)``.
     The stats listener also serves HAProxy's built-in Prometheus exporter on ``/metrics``.
     """
     servers = "\n".join(
-        f"    server {name} {addr} check inter 500ms fall 2 rise 2" for name, addr in backends
+        f"    server {name} {addr} check inter {checks.inter} fall {checks.fall} rise 2"
+        for name, addr in backends
     )
     return f"""global
     maxconn 4096
@@ -26,8 +49,8 @@ defaults
     # Replicas are one hop away: a connect that takes longer than this is a dead or cut-off
     # replica, and the request is retried on another one (redispatch) well within a client's
     # patience. A 2 s connect timeout made a partitioned replica cost probes their answer.
-    timeout connect 250ms
-    timeout check 300ms
+    timeout connect {checks.connect_timeout}
+    timeout check {checks.timeout}
     timeout client 30s
     timeout server 30s
     option redispatch 1
