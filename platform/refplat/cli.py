@@ -23,18 +23,17 @@ from refplat.controller import (
 )
 from refplat.quota import DEFAULT_QUOTA_BYTES
 from refplat.ratelimit import DEFAULT_PER_SESSION, DEFAULT_PER_TOKEN, RateLimit
-from refplat.redisconn import add_redis_arguments, connect, connect_sync, redis_settings
-from refplat.runtime import HostPort, configure_logging, run_until_signalled
+from refplat.redisconn import (
+    add_redis_arguments,
+    connect,
+    connect_sync,
+    host_port_arg,
+    redis_settings,
+)
+from refplat.runtime import configure_logging, run_until_signalled
 from refplat.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def _host_port(text: str) -> HostPort:
-    try:
-        return HostPort.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> float:
@@ -65,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     api = sub.add_parser("api", help="serve the JSON API")
     add_redis_arguments(api)
-    api.add_argument("--listen", required=True, type=_host_port, metavar="HOST:PORT")
+    api.add_argument("--listen", required=True, type=host_port_arg, metavar="HOST:PORT")
     api.add_argument("--instance", required=True)
     api.add_argument("--admin-token-file", required=True, type=Path)
     api.add_argument("--session-ttl-s", type=_positive, default=MAX_SESSION_TTL_S)
@@ -77,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl = sub.add_parser("controller", help="elect a leader and reconcile")
     add_redis_arguments(ctl)
     ctl.add_argument("--id", required=True, dest="controller_id")
-    ctl.add_argument("--listen", required=True, type=_host_port, metavar="HOST:PORT")
+    ctl.add_argument("--listen", required=True, type=host_port_arg, metavar="HOST:PORT")
     ctl.add_argument("--lease-ttl-s", type=_positive, default=DEFAULT_LEASE_TTL_S)
     ctl.add_argument("--renew-interval-s", type=_positive, default=DEFAULT_RENEW_INTERVAL_S)
     ctl.add_argument("--heartbeat-timeout-s", type=_positive, default=DEFAULT_HEARTBEAT_TIMEOUT_S)
@@ -101,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_redis_arguments(agent)
     agent.add_argument("--node", required=True)
     agent.add_argument("--address", default="127.0.0.1")
-    agent.add_argument("--listen", required=True, type=_host_port, metavar="HOST:PORT")
+    agent.add_argument("--listen", required=True, type=host_port_arg, metavar="HOST:PORT")
     agent.add_argument("--heartbeat-interval-s", type=_positive, default=1.0)
     add_audit_parser(sub)
     add_backup_parser(sub)

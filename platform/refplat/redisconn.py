@@ -257,7 +257,8 @@ async def eval_durably(
 # Command line
 
 
-def _host_port(text: str) -> HostPort:
+def host_port_arg(text: str) -> HostPort:
+    """An argparse type for ``HOST:PORT``."""
     try:
         return HostPort.parse(text)
     except ValueError as exc:
@@ -284,7 +285,7 @@ def add_redis_arguments(parser: argparse.ArgumentParser, *, wait: bool = True) -
     group.add_argument(
         "--redis-sentinel",
         action="append",
-        type=_host_port,
+        type=host_port_arg,
         metavar="HOST:PORT",
         help="a Sentinel to ask for the master (repeat for each sentinel)",
     )

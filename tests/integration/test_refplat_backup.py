@@ -33,7 +33,12 @@ from refplat.worldbackup import (
     pack_server,
     restore_into_session,
 )
-from tests.integration.test_refplat_platform import ADMIN_TOKEN, Launcher, call, wait_for
+from tests.integration.test_refplat_platform import (
+    ADMIN_TOKEN,
+    Launcher,
+    allocated_server,
+    call,
+)
 from tests.integration.test_refplat_quota import read_file
 
 pytestmark = pytest.mark.integration
@@ -350,21 +355,11 @@ def test_the_api_snapshots_lists_and_restores_a_servers_world_within_the_quota(
 ) -> None:
     data_dir, key_file = tmp_path / "data", tmp_path / "audit.keys"
     key_file.write_text(new_key_line(key_id="k1") + "\n")
-    agent = launcher.start("agent", "agent", "--node", "node-1")[1]
-    ctl = launcher.start("ctl", "controller", "--id", "a", "--data-dir", str(data_dir))[1]
-    args = ["--instance", "api-0", "--admin-token-file", str(launcher.token_file)]
-    args += ["--data-dir", str(data_dir), "--session-disk-quota-bytes", "8192"]
-    api = launcher.start("api", "api", *args, "--audit-key-file", str(key_file))[1]
-    launcher.wait_healthy(agent, ctl, api)
+    api_args = ["--session-disk-quota-bytes", "8192", "--audit-key-file", str(key_file)]
+    api = launcher.start_with_data_dir(data_dir, *api_args)
     token = call("POST", f"{api}/v1/tenants", token=ADMIN_TOKEN, body={"name": "acme"})[1]["token"]
     other = call("POST", f"{api}/v1/tenants", token=ADMIN_TOKEN, body={"name": "b"})[1]["token"]
-    server = call("POST", f"{api}/v1/servers", token=token, body={})[1]
-    wait_for(
-        "a Ready server",
-        lambda: call("GET", f"{api}/v1/servers/{server['id']}", token=token)[1]["state"] == "Ready",
-        timeout_s=15,
-    )
-    session = call("POST", f"{api}/v1/sessions", token=token, body={})[1]
+    server, session = allocated_server(api, token, timeout_s=15)
     files, backups = (
         f"{api}/v1/sessions/{session['id']}/files",
         f"{api}/v1/servers/{server['id']}/backups",

@@ -19,8 +19,8 @@ from refplat.openapi import DOCUMENT
 from tests.integration.test_refplat_platform import (
     ADMIN_TOKEN,
     Launcher,
+    allocated_server,
     call,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -50,21 +50,11 @@ def test_another_tenant_gets_404_on_every_operation_on_ids_it_does_not_own(
     launcher: Launcher, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
-    agent = launcher.start("agent", "agent", "--node", "node-1")[1]
-    ctl = launcher.start("ctl", "controller", "--id", "a", "--data-dir", str(data_dir))[1]
-    args = ["--instance", "api-0", "--admin-token-file", str(launcher.token_file)]
-    api = launcher.start("api", "api", *args, "--data-dir", str(data_dir))[1]
-    launcher.wait_healthy(agent, ctl, api)
+    api = launcher.start_with_data_dir(data_dir)
     owner = call("POST", f"{api}/v1/tenants", token=ADMIN_TOKEN, body={"name": "owner"})[1]
     other = call("POST", f"{api}/v1/tenants", token=ADMIN_TOKEN, body={"name": "other"})[1]
     mine, theirs = str(owner["token"]), str(other["token"])
-    server = call("POST", f"{api}/v1/servers", token=mine, body={})[1]
-    wait_for(
-        "a Ready server",
-        lambda: call("GET", f"{api}/v1/servers/{server['id']}", token=mine)[1]["state"] == "Ready",
-        timeout_s=30,
-    )
-    session = call("POST", f"{api}/v1/sessions", token=mine, body={})[1]
+    server, session = allocated_server(api, mine, timeout_s=30)
     files = f"{api}/v1/sessions/{session['id']}/files"
     assert 200 == call("PUT", f"{files}/{WORLD_FILE}", token=mine, body=b"owner's world")[0]
     status, backup = call("POST", f"{api}/v1/servers/{server['id']}/backups", token=mine, body={})

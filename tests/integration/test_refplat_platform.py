@@ -119,6 +119,15 @@ class Launcher:
         self.wait_healthy(url)
         return url
 
+    def start_with_data_dir(self, data_dir: Path, *api_args: str) -> str:
+        """An agent (node-1), a controller and an api sharing ``data_dir``; the api's URL."""
+        agent = self.start("agent", "agent", "--node", "node-1")[1]
+        ctl = self.start("ctl", "controller", "--id", "a", "--data-dir", str(data_dir))[1]
+        args = ["--instance", "api-0", "--admin-token-file", str(self.token_file)]
+        api = self.start("api", "api", *args, "--data-dir", str(data_dir), *api_args)[1]
+        self.wait_healthy(agent, ctl, api)
+        return api
+
     def close(self) -> None:
         for proc in self.procs:
             proc.terminate()
@@ -146,6 +155,20 @@ def new_tenant(plat: Platform, name: str) -> str:
     status, body = call("POST", f"{plat.api}/v1/tenants", token=ADMIN_TOKEN, body={"name": name})
     assert 201 == status, body
     return str(body["token"])
+
+
+def allocated_server(
+    api: str, token: str, *, timeout_s: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new server of the tenant, once Ready, and a session allocated on it."""
+    server = call("POST", f"{api}/v1/servers", token=token, body={})[1]
+    wait_for(
+        "a Ready server",
+        lambda: call("GET", f"{api}/v1/servers/{server['id']}", token=token)[1]["state"] == "Ready",
+        timeout_s=timeout_s,
+    )
+    session = call("POST", f"{api}/v1/sessions", token=token, body={})[1]
+    return server, session
 
 
 def ready_servers(plat: Platform, token: str, count: int) -> list[dict[str, Any]]:

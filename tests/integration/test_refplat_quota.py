@@ -21,8 +21,8 @@ from tests.integration.test_refplat_platform import (
     ADMIN_TOKEN,
     HTTP_TIMEOUT_S,
     Launcher,
+    allocated_server,
     call,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -184,30 +184,10 @@ def test_world_files_go_to_the_servers_node_directory_within_the_quota_and_go_wi
     launcher: Launcher, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
-    agent = launcher.start("agent", "agent", "--node", "node-1")[1]
-    ctl = launcher.start("ctl", "controller", "--id", "a", "--data-dir", str(data_dir))[1]
-    api = launcher.start(
-        "api",
-        "api",
-        "--instance",
-        "api-0",
-        "--admin-token-file",
-        str(launcher.token_file),
-        "--data-dir",
-        str(data_dir),
-        "--session-disk-quota-bytes",
-        "4096",
-    )[1]
-    launcher.wait_healthy(agent, ctl, api)
+    api = launcher.start_with_data_dir(data_dir, "--session-disk-quota-bytes", "4096")
     token = call("POST", f"{api}/v1/tenants", token=ADMIN_TOKEN, body={"name": "acme"})[1]["token"]
     other = call("POST", f"{api}/v1/tenants", token=ADMIN_TOKEN, body={"name": "b"})[1]["token"]
-    server = call("POST", f"{api}/v1/servers", token=token, body={})[1]
-    wait_for(
-        "a Ready server",
-        lambda: call("GET", f"{api}/v1/servers/{server['id']}", token=token)[1]["state"] == "Ready",
-        timeout_s=15,
-    )
-    session = call("POST", f"{api}/v1/sessions", token=token, body={})[1]
+    server, session = allocated_server(api, token, timeout_s=15)
     files = f"{api}/v1/sessions/{session['id']}/files"
 
     codes = [
