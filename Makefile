@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test certify kube lock clean down bench-recovery bench-refplat
+.PHONY: setup test certify nightly report kube lock clean down bench-recovery bench-refplat
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,15 @@ kube:
 
 certify: setup
 	$(BIN)/harness certify --target local --profile smoke
+
+# The nightly gate: about eight minutes of repeated faults under load (not part of `make test`).
+nightly: setup
+	$(BIN)/harness certify --target local --profile nightly
+
+# Allure HTML of the latest run (or RUN=reports/<run-id>) in <run>/allure-report/; needs Node.js
+# and npm, and installs the npm package `allure` into ~/.cache/gsharness/npm when missing.
+report: setup
+	@RUN="$(RUN)" VENV="$(abspath $(VENV))" bash scripts/report.sh
 
 # Benchmarks print their figures and save them to reports/bench/; not part of `make test`.
 bench-recovery: setup

@@ -1,4 +1,4 @@
-"""The ``harness`` command: certify, up, down.
+"""The ``harness`` command: certify, up, down, report, history.
 
 Exit codes: 0 PASS, 1 an SLO failed or an experiment deviated, 2 harness or infrastructure
 error (INVALID), 3 usage or configuration error.
@@ -20,7 +20,15 @@ from harness.config import Settings, load_settings
 from harness.engine.certify import CertifyRequest, Interrupted, certify
 from harness.engine.lifecycle import bring_down, bring_up, reap_stale_runs
 from harness.model import ExitCode, RunRecord
-from harness.report import render_table, write_html, write_junit, write_run_json
+from harness.report import (
+    history_table,
+    load_run_record,
+    render_table,
+    write_allure_results,
+    write_html,
+    write_junit,
+    write_run_json,
+)
 from harness.targets import TARGETS, LocalTopology
 from harness.util.errors import ConfigError, HarnessError
 
@@ -58,6 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("up", help="deploy and seed the local target and leave it running")
     common(u)
     sub.add_parser("down", help="tear down what `harness up` started (and what crashed runs left)")
+    h = sub.add_parser("history", help="a trend table of the last runs of a profile")
+    h.add_argument("--profile", default=None, help="profile name (default: the newest run's)")
+    h.add_argument("--reports-dir", type=Path, default=Path("reports"), help="(default: reports)")
+    h.add_argument("--last", type=int, default=10, metavar="N", help="runs shown (default: 10)")
+    r = sub.add_parser("report", help="render a run's Allure results and HTML page from run.json")
+    r.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory: reports/<id>")
+    r.add_argument(
+        "--allure-results",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the Allure results go (default: RUN_DIR/allure-results)",
+    )
     return parser
 
 
@@ -70,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = Path(".harness")
     _install_signal_handlers()
     try:
+        if args.command == "history":
+            return _history(args)
+        if args.command == "report":
+            return _report(args.run_dir, allure_results=args.allure_results)
         reap_stale_runs(state_dir)
         if args.command == "down":
             stopped = bring_down(state_dir)
@@ -83,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         return _certify(args, settings, run_id=run_id, run_dir=run_dir, state_dir=state_dir)
     except ConfigError as exc:
         print("harness: configuration error:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
-        print("Nothing was started.", file=sys.stderr)
+        print(
+            "The target was started to check this and is torn down; no load or fault ran."
+            if exc.after_start
+            else "Nothing was started.",
+            file=sys.stderr,
+        )
         return ExitCode.USAGE
     except HarnessError as exc:
         print(f"harness: {exc}", file=sys.stderr)
@@ -109,6 +139,7 @@ def _certify(
         run_dir=run_dir,
         run_id=run_id,
         state_dir=state_dir,
+        progress=True,
     )
     log.info(
         "run %s: profile %s on target %s; files in %s", run_id, settings.name, args.target, run_dir
@@ -118,6 +149,7 @@ def _certify(
     print(render_table(record))
     print(f"run.json: {run_dir / 'run.json'}")
     print(f"report:   {run_dir / 'report.html'}")
+    print(f"allure:   {run_dir / 'allure-results'} (HTML: make report)")
     return int(record.exit_code)
 
 
@@ -126,6 +158,35 @@ def _write_reports(record: RunRecord, run_dir: Path) -> None:
     write_run_json(record, run_dir / "run.json")
     write_junit(record, run_dir / "junit.xml")
     write_html(record, series_path=run_dir / "series.json", out=run_dir / "report.html")
+    try:  # rendered from run.json read back; a failure here must not change the run's verdict
+        write_allure_results(run_dir)
+    except HarnessError as exc:
+        log.warning("allure results not written: %s; try `harness report %s`", exc, run_dir)
+
+
+def _report(run_dir: Path, *, allure_results: Path | None) -> int:
+    """Render the reports of an existing run again from its run.json; starts nothing."""
+    if not (run_dir / "run.json").is_file():
+        raise ConfigError(
+            f"{run_dir}: no run.json here; pass a run directory such as reports/<run-id> "
+            "written by `harness certify`."
+        )
+    record = load_run_record(run_dir / "run.json")
+    html = write_html(record, series_path=run_dir / "series.json", out=run_dir / "report.html")
+    results = write_allure_results(run_dir, out=allure_results)
+    print(f"report:         {html}")
+    print(f"allure results: {results}")
+    return ExitCode.PASS
+
+
+def _history(args: argparse.Namespace) -> int:
+    """Print the trend of a profile's last runs; reads run.json files, starts nothing."""
+    try:
+        print(history_table(args.reports_dir, profile=args.profile, last=args.last), end="")
+    except ConfigError as exc:
+        print("harness history: " + "\n  ".join(exc.problems), file=sys.stderr)
+        return ExitCode.USAGE
+    return ExitCode.PASS
 
 
 def _up(settings: Settings, *, run_id: str, run_dir: Path, state_dir: Path) -> int:

@@ -41,6 +41,17 @@ class RedisSettings:
 
 
 @dataclass(frozen=True)
+class ProbeSettings:
+    """How densely the blackbox exporter probes the API through the load balancer.
+
+    Uptime from probes can only resolve an error budget longer than the gap between probes:
+    99.9 % over a 35 s run is a 35 ms budget, which needs 1,000 probes, about 30 a second.
+    """
+
+    api_per_second: int = field(default=40, metadata={"minimum": 1})
+
+
+@dataclass(frozen=True)
 class LoadSettings:
     """The Locust load driven through the whole run."""
 
@@ -55,6 +66,10 @@ class PhaseSettings:
 
     warmup_s: float = field(default=5.0, metadata={"minimum": 0})
     baseline_s: float = field(default=10.0, metadata={"minimum": 0})
+    # The experiments run ``rounds`` times in order, each after a ``settle_s`` phase under load
+    # (none before the first): repeated injections give recovery times a distribution.
+    rounds: int = field(default=1, metadata={"minimum": 1})
+    settle_s: float = field(default=0.0, metadata={"minimum": 0})
     recovery_s: float = field(default=10.0, metadata={"minimum": 0})
 
 
@@ -63,6 +78,27 @@ class TimeoutSettings:
     """Upper bounds on waits, in seconds."""
 
     ready_s: float = field(default=60.0, metadata={"above": 0})
+
+
+# gate: a worsening against history fails the run; warn: it is reported only.
+SEVERITIES = ("warn", "gate")
+
+
+@dataclass(frozen=True)
+class RegressionSettings:
+    """How a run is compared with the last ``history`` runs of its profile and target.
+
+    Each metric's baseline is its median over those runs; increases are relative (0.20 is
+    +20 %) except ``failure_increase``, an absolute rise of the failed share of requests.
+    """
+
+    history: int = field(default=5, metadata={"minimum": 1})
+    min_runs: int = field(default=3, metadata={"minimum": 1})
+    p99_increase: float = field(default=0.20, metadata={"minimum": 0})
+    failure_increase: float = field(default=0.01, metadata={"minimum": 0})
+    recovery_increase: float = field(default=0.20, metadata={"minimum": 0})
+    slo_change: float = field(default=0.20, metadata={"minimum": 0})
+    severity: str = field(default="warn", metadata={"choices": SEVERITIES})
 
 
 @dataclass(frozen=True)
@@ -77,8 +113,10 @@ class Settings:
     target: str = field(default="local", metadata={"choices": TARGETS})
     topology: TopologySettings = field(default_factory=TopologySettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
+    probes: ProbeSettings = field(default_factory=ProbeSettings)
     load: LoadSettings = field(default_factory=LoadSettings)
     phases: PhaseSettings = field(default_factory=PhaseSettings)
     experiments: tuple[Path, ...] = field(default=(), metadata={"exists": True})
     slos: Path = field(default=Path("slos/smoke.yaml"), metadata={"exists": True})
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
+    regression: RegressionSettings = field(default_factory=RegressionSettings)

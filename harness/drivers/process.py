@@ -133,6 +133,15 @@ class Supervisor:
         log.info("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
         return proc
 
+    def restart(self, name: str) -> ManagedProcess:
+        """Start ``name`` again with its argv (as a service manager restarts a killed service);
+        stop what is left of it first. Its log continues in the same file."""
+        old = self.processes[name]
+        if old.running():
+            stop_processes([old])
+        del self.processes[name]
+        return self.start(name, old.argv, role=old.role)
+
     def adopt(
         self, name: str, popen: subprocess.Popen[bytes], *, role: str, log_path: Path
     ) -> ManagedProcess:

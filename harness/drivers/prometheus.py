@@ -125,6 +125,17 @@ class PrometheusClient:
                 interval = scrape.get("scrape_interval", interval)
         return parse_duration_s(str(interval))
 
+    def metric_names(self) -> set[str]:
+        """Return every metric name Prometheus knows: those with series, and each family in the
+        scrape metadata with the series names it yields (a labelled histogram with no observation
+        yet has metadata but no series)."""
+        names = self._call("label __name__ values", lambda: self._api.get_label_values("__name__"))
+        metadata = self._call("metadata", lambda: self._api.get_metric_metadata(""))
+        known = {str(name) for name in names}
+        for entry in metadata:
+            known |= family_series(str(entry["metric_name"]), str(entry.get("type", "unknown")))
+        return known
+
     def _config(self) -> Any:
         response = requests.get(f"{self.url}/api/v1/status/config", timeout=self.timeout_s)
         response.raise_for_status()
@@ -153,6 +164,28 @@ def samples_from_result(result: Any) -> list[tuple[Labels, float]]:
     if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
         return [({}, _number(result[1]))]
     return [(_labels(item), _number(item["value"][1])) for item in result or []]
+
+
+def family_series(name: str, kind: str) -> set[str]:
+    """Return the series names a metric family of type ``kind`` (metadata ``type``) yields.
+
+    A histogram yields ``_bucket``, ``_sum`` and ``_count`` series (and OpenMetrics ``_created``),
+    not its family name; a counter family ``x`` (OpenMetrics) is stored as ``x_total``, while the
+    classic text format already names it ``x_total``.
+    """
+    match kind:
+        case "counter":
+            return {name} if name.endswith("_total") else {f"{name}_total", f"{name}_created"}
+        case "histogram":
+            return {name + suffix for suffix in ("_bucket", "_sum", "_count", "_created")}
+        case "gaugehistogram":
+            return {name + suffix for suffix in ("_bucket", "_gsum", "_gcount")}
+        case "summary":
+            return {name + suffix for suffix in ("", "_sum", "_count", "_created")}
+        case "info":
+            return {f"{name}_info"}
+        case _:
+            return {name}
 
 
 def parse_duration_s(text: str) -> float:

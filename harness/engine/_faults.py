@@ -7,24 +7,29 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.engine.timeline import Timeline
-from harness.model import FaultRecord, SloResult, Verdict
+from harness.model import FaultRecord, PhaseRecord, SloResult, Verdict
+from harness.slo import is_distribution
 
 
 def fault_records(timeline: Timeline, outcomes: Sequence[FaultRecord]) -> tuple[FaultRecord, ...]:
-    """One record per fault injected inside each experiment's phase (``fault:<file stem>``).
+    """One record per fault injected inside each experiment's phase (``fault:<file stem>``,
+    ``fault:<file stem>#2`` for the experiment's second run, ...).
 
     ``outcomes`` holds one record per experiment run, or the SKIPPED records of an experiment
     that was not run. An experiment that ran but injected nothing yields one INVALID record:
     the fault was not applied, so nothing about recovery can be concluded.
     """
-    phases = {p.name: p for p in timeline.phases()}
+    phases = list(timeline.phases())
     injected = [e for e in timeline.faults() if e.get("event") == "injected"]
     records: list[FaultRecord] = []
+    runs: dict[str, int] = {}
     for outcome in outcomes:
         if outcome.status is Verdict.SKIPPED:
             records.append(outcome)
             continue
-        phase = phases.get(f"fault:{Path(outcome.experiment).stem}")
+        stem = Path(outcome.experiment).stem
+        runs[stem] = runs.get(stem, 0) + 1
+        phase = _experiment_phase(phases, stem, runs[stem])
         inside = [e for e in injected if phase and phase.start <= e["at"] <= phase.end]
         if not inside:
             detail = f"the fault was not applied ({outcome.detail})"
@@ -52,6 +57,7 @@ def with_recoveries(
             r
             for r in results
             if r.name in recovery_slos
+            and not is_distribution(r)
             and fault.injected_at is not None
             and r.window.start == fault.injected_at
         ]
@@ -63,6 +69,12 @@ def with_recoveries(
         else:
             out.append(fault)
     return tuple(out)
+
+
+def _experiment_phase(phases: Sequence[PhaseRecord], stem: str, run: int) -> PhaseRecord | None:
+    name = f"fault:{stem}" if run == 1 else f"fault:{stem}#{run}"
+    found = [p for p in phases if p.name == name]
+    return found[-1] if found else None
 
 
 def _detail(event: dict[str, object] | object, outcome: FaultRecord) -> str:

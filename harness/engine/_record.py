@@ -37,6 +37,7 @@ class Outcome:
     """What a run produced so far; filled step by step, judged at the end."""
 
     slos: tuple[SloResult, ...] = ()
+    regressions: tuple[SloResult, ...] = ()
     faults: tuple[FaultRecord, ...] = ()
     load: LoadSummary | None = None
     errors: list[str] = field(default_factory=list)
@@ -54,7 +55,7 @@ def build_record(
     outcome: Outcome,
 ) -> RunRecord:
     """Judge the run: the worst of its gating SLOs, its faults and its own validity."""
-    verdicts = [r.verdict for r in outcome.slos if r.severity == "gate"]
+    verdicts = [r.verdict for r in outcome.slos + outcome.regressions if r.severity == "gate"]
     verdicts += [f.status for f in outcome.faults]
     if outcome.invalid:
         verdicts.append(Verdict.INVALID)
@@ -73,6 +74,7 @@ def build_record(
         load=outcome.load,
         artifacts=artifacts(run_dir),
         errors=tuple(outcome.invalid + outcome.errors),
+        regressions=outcome.regressions,
     )
 
 

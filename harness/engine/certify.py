@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from harness.engine import _seed
 from harness.engine._faults import fault_records, with_recoveries
 from harness.engine._record import Outcome, build_record
 from harness.engine._series import save_series
+from harness.engine._validity import with_scrape_gaps
 from harness.engine.lifecycle import register_run, unregister_run
 from harness.engine.timeline import Timeline
 from harness.model import (
@@ -32,14 +33,24 @@ from harness.model import (
     Verdict,
     Window,
 )
-from harness.slo import IndicatorKind, SloSpec, evaluate_slos, load_slo_file
-from harness.targets import LocalTarget, LocalTopology, find_binaries
+from harness.report import NullProgress, Progress, ProgressSink, compare_with_history
+from harness.slo import (
+    IndicatorKind,
+    LiveIndicators,
+    SloSpec,
+    evaluate_slos,
+    load_slo_file,
+    unknown_metric_problems,
+)
+from harness.targets import REFPLAT_ROLES, LocalTarget, LocalTopology, find_binaries
 from harness.util.errors import ConfigError, HarnessError
 
 log = logging.getLogger(__name__)
 
 HELD_SESSIONS = 2
 LOCUST_MARGIN_S = 300
+EXPERIMENT_ALLOWANCE_S = 120  # what one experiment may take, for Locust's own deadline
+EXPERIMENT_ESTIMATE_S = 10  # what one usually takes, for the progress display
 
 
 class Interrupted(BaseException):
@@ -57,6 +68,7 @@ class CertifyRequest:
     run_id: str
     state_dir: Path
     sleep: Callable[[float], None] = time.sleep
+    progress: bool = False  # show phase, time left and live indicator values on stderr
 
 
 def preflight(req: CertifyRequest) -> tuple[tuple[SloSpec, ...], list[Path]]:
@@ -100,8 +112,15 @@ def certify(req: CertifyRequest) -> RunRecord:
     started = time.time()
     outcome = Outcome()
     register_run(req.state_dir, req.run_id, req.run_dir, detached=False)
+    progress: ProgressSink = (
+        Progress(run_id=req.run_id, total_s=planned_duration_s(req.settings))
+        if req.progress
+        else NullProgress()
+    )
     try:
-        _run(req, specs, experiments, timeline, outcome)
+        _run(req, specs, experiments, timeline=timeline, outcome=outcome, progress=progress)
+    except ConfigError:
+        raise  # an SLO query names a metric Prometheus does not have: exit 3, torn down
     except Interrupted:
         outcome.invalid.append("the run was interrupted (Ctrl-C or SIGTERM); teardown completed")
     except HarnessError as exc:
@@ -110,16 +129,33 @@ def certify(req: CertifyRequest) -> RunRecord:
         log.exception("internal error during run %s", req.run_id)
         outcome.invalid.append(f"internal error of the harness: {exc!r} (traceback in the log)")
     finally:
+        progress.close()
         unregister_run(req.state_dir, req.run_id)
-    return build_record(
-        run_id=req.run_id,
-        profile=req.settings.name,
-        target=req.target,
-        run_dir=req.run_dir,
-        started=started,
-        phases=tuple(timeline.phases()),
-        outcome=outcome,
+    phases = tuple(timeline.phases())
+
+    def record() -> RunRecord:
+        return build_record(
+            run_id=req.run_id,
+            profile=req.settings.name,
+            target=req.target,
+            run_dir=req.run_dir,
+            started=started,
+            phases=phases,
+            outcome=outcome,
+        )
+
+    # Regressions against the last runs of the same profile join the SLOs (a gate one fails).
+    outcome.regressions = compare_with_history(
+        record(), req.run_dir.parent, req.settings.regression
     )
+    return record()
+
+
+def planned_duration_s(settings: Settings) -> float:
+    """The timed phases' total, with a rough allowance for each experiment (progress display)."""
+    p = settings.phases
+    runs = p.rounds * len(settings.experiments)
+    return p.warmup_s + p.baseline_s + runs * (EXPERIMENT_ESTIMATE_S + p.settle_s) + p.recovery_s
 
 
 PROMETHEUS_JOBS = (
@@ -135,15 +171,20 @@ def _run(
     req: CertifyRequest,
     specs: tuple[SloSpec, ...],
     experiments: list[Path],
+    *,
     timeline: Timeline,
     outcome: Outcome,
+    progress: ProgressSink,
 ) -> None:
     topology = LocalTopology.from_settings(req.settings)
     with LocalTarget(run_id=req.run_id, run_dir=req.run_dir, topology=topology) as target:
+        progress.start_phase("deploy", None)
         with timeline.phase("deploy"):
             endpoints = _deploy(req, target)
         with PrometheusClient(endpoints.prometheus_url, timeout_s=10) as prom:
             prom.wait_targets_up(list(PROMETHEUS_JOBS), timeout_s=req.settings.timeouts.ready_s)
+            _check_metrics(req, specs, prom)
+            live = LiveIndicators(prom, specs, scrape_interval_s=prom.scrape_interval_s())
             before = _drive(
                 req,
                 target,
@@ -151,7 +192,9 @@ def _run(
                 experiments=experiments,
                 timeline=timeline,
                 outcome=outcome,
+                display=_Display(progress, live),
             )
+            progress.start_phase("evaluate", None)
             with timeline.phase("evaluate"):
                 _evaluate(
                     req,
@@ -185,6 +228,7 @@ def _drive(
     experiments: list[Path],
     timeline: Timeline,
     outcome: Outcome,
+    display: _Display,
 ) -> list[str]:
     """Load through warm-up, baseline, the faults and recovery; return the sessions checked."""
     s = req.settings
@@ -194,21 +238,38 @@ def _drive(
         host=endpoints.api_url,
         users=s.load.users,
         spawn_rate=s.load.spawn_rate,
-        max_runtime_s=int(s.phases.warmup_s + s.phases.baseline_s + s.phases.recovery_s)
+        max_runtime_s=int(
+            s.phases.warmup_s
+            + s.phases.baseline_s
+            + s.phases.rounds * len(experiments) * (s.phases.settle_s + EXPERIMENT_ALLOWANCE_S)
+            + s.phases.recovery_s
+        )
         + LOCUST_MARGIN_S,
         extra_args=("--harness-target-file", str(target_file)),
     )
     env = {**os.environ, "HARNESS_TARGET_FILE": str(target_file)}
     with LocustRun(spec, out_dir=req.run_dir / "locust", env=env) as load:
         target.supervisor.adopt("locust", load.popen, role="load", log_path=load.log_path)
-        _hold(req, timeline, "warm-up", s.phases.warmup_s, load)
-        _hold(req, timeline, "baseline", s.phases.baseline_s, load)
+        _hold(req, timeline, "warm-up", s.phases.warmup_s, load, display=display)
+        _hold(req, timeline, "baseline", s.phases.baseline_s, load, display=display)
         before = _seed.active_sessions(endpoints)
-        for path in experiments:
+        runs = [(n, path) for n in range(1, s.phases.rounds + 1) for path in experiments]
+        for index, (round_no, path) in enumerate(runs):
+            if index:
+                _restart_killed(target, timeline, target_file)
+            if index and s.phases.settle_s:
+                _hold(req, timeline, f"settle#{index}", s.phases.settle_s, load, display=display)
             _run_experiment(
-                path, target_file, req, caps=target.capabilities, timeline=timeline, outcome=outcome
+                path,
+                target_file,
+                req,
+                caps=target.capabilities,
+                timeline=timeline,
+                outcome=outcome,
+                phase=_numbered(f"fault:{path.stem}", round_no),
+                display=display,
             )
-        _hold(req, timeline, "recovery", s.phases.recovery_s, load)
+        _hold(req, timeline, "recovery", s.phases.recovery_s, load, display=display)
         load.stop()
         outcome.load = replace(load.summary(), by_phase=load.phase_summaries(timeline.phases()))
         if saturation := load.saturated():
@@ -251,9 +312,15 @@ def _evaluate(
         phases=tuple(timeline.phases()),
         faults=[f for f in outcome.faults if f.status is not Verdict.SKIPPED],
         external={"sessions-preserved": share},
+        scrape_interval_s=prom.scrape_interval_s(),
     )
+    outcome.slos = with_scrape_gaps(outcome.slos, specs, prom)
     save_series(prom, run_window, req.run_dir / "series.json", step_s=prom.scrape_interval_s())
-    recovery_slos = {s.name for s in specs if s.indicator.kind is IndicatorKind.RECOVERY_TIME}
+    recovery_slos = {
+        s.name
+        for s in specs
+        if s.indicator.kind in (IndicatorKind.RECOVERY_TIME, IndicatorKind.MTTR)
+    }
     outcome.faults = with_recoveries(outcome.faults, outcome.slos, recovery_slos)
 
 
@@ -271,16 +338,46 @@ def _skipped_slo(spec: SloSpec, reason: str, window: Window) -> SloResult:
     )
 
 
+@dataclass(frozen=True)
+class _Display:
+    """The progress display and the live indicator values it shows."""
+
+    progress: ProgressSink
+    live: LiveIndicators
+
+    def phase(self, name: str, seconds: float | None) -> None:
+        self.progress.start_phase(name, seconds)
+
+    def tick(self) -> None:
+        if not isinstance(self.progress, NullProgress):
+            self.progress.update(self.live.values(time.time()))
+
+
 def _hold(
-    req: CertifyRequest, timeline: Timeline, name: str, seconds: float, load: LocustRun
+    req: CertifyRequest,
+    timeline: Timeline,
+    name: str,
+    seconds: float,
+    load: LocustRun,
+    *,
+    display: _Display,
 ) -> None:
     """Keep the load running through phase ``name`` for ``seconds``, checking Locust each second."""
     log.info("phase %s: %g s", name, seconds)
+    display.phase(name, seconds)
     with timeline.phase(name):
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             req.sleep(min(1.0, left))
             load.check_running()
+            display.tick()
+
+
+def _check_metrics(req: CertifyRequest, specs: Sequence[SloSpec], prom: PrometheusClient) -> None:
+    """Every metric an SLO query names must be known to Prometheus before the load starts."""
+    problems = unknown_metric_problems(specs, prom.metric_names())
+    if problems:
+        raise ConfigError(problems, after_start=True)
 
 
 def _run_experiment(
@@ -291,6 +388,8 @@ def _run_experiment(
     caps: frozenset[str],
     timeline: Timeline,
     outcome: Outcome,
+    phase: str,
+    display: _Display,
 ) -> None:
     name = path.stem
     experiment = str(path.relative_to(req.repo_root))
@@ -304,12 +403,13 @@ def _run_experiment(
             for fault in chaos.declared_faults(content) or (name,)
         )
         return
-    log.info("phase fault %s: running the experiment", name)
-    with timeline.phase(f"fault:{name}"):
+    log.info("phase %s: running the experiment", phase)
+    display.phase(phase, None)
+    with timeline.phase(phase):
         result = chaos.run_experiment(
             path,
             config_vars={"harness_target_file": str(target_file)},
-            journal_path=req.run_dir / "chaos" / f"{name}.journal.json",
+            journal_path=req.run_dir / "chaos" / f"{phase.removeprefix('fault:')}.journal.json",
         )
     outcome.faults += (
         FaultRecord(
@@ -321,6 +421,27 @@ def _run_experiment(
             detail=result.detail,
         ),
     )
+
+
+def _numbered(name: str, count: int) -> str:
+    """``name`` for the first, ``name#2`` for the second ... (phase names stay unique)."""
+    return name if count == 1 else f"{name}#{count}"
+
+
+def _restart_killed(target: LocalTarget, timeline: Timeline, target_file: Path) -> None:
+    """Before the next experiment, restart the refplat processes earlier faults killed, as a
+    service manager would, so that every round finds the whole platform; the experiments read
+    the new pids from ``target.json``."""
+    killed = {e.get("target") for e in timeline.faults() if e.get("event") == "injected"}
+    endpoints = None
+    for name, proc in list(target.supervisor.processes.items()):
+        if name in killed and proc.role in REFPLAT_ROLES and not proc.running():
+            log.info("restarting %s, killed by a fault", name)
+            endpoints = target.restart(name)
+            timeline.append({"kind": "restart", "name": name})
+    if endpoints is not None:
+        tenant = Endpoints.read(target_file).tenant_token_file
+        replace(endpoints, tenant_token_file=tenant).write(target_file)
 
 
 def _mark_killed(target: LocalTarget, timeline: Timeline) -> None:

@@ -113,6 +113,12 @@ class SloResult:
     severity: str = "gate"
     detail: str = ""
     query: str = ""
+    # What the value rests on (probes, requests, injections) and further named figures: the
+    # error budget and burn rates of a share, the p50/p95/max of recovery across injections.
+    samples: int = 0
+    stats: Mapping[str, float] = field(default_factory=dict)
+    # "s" for durations (latency, recovery), "share" for shares in [0, 1], "" when unknown.
+    unit: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,3 +151,5 @@ class RunRecord:
     load: LoadSummary | None = None
     artifacts: Mapping[str, str] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+    # Comparisons with the last runs of the same profile (as SLO results; a gate one counts).
+    regressions: tuple[SloResult, ...] = ()

@@ -22,7 +22,10 @@ Fixtures (all session-scoped except the three actions, which note the calling te
     ``run_load``             ``run_load(seconds, *, users=None, spawn_rate=None,
                              locustfile=None) -> LoadSummary``
 
-The SLO verdicts gathered by ``check_slo`` are listed at the end of the terminal report.
+The SLO verdicts gathered by ``check_slo`` are listed at the end of the terminal report. With
+allure-pytest's ``--alluredir``, the three actions also record Allure steps: ``run_load`` with
+the Locust statistics, ``run_chaos`` with the experiment's journal, ``check_slo`` one step per
+SLO with its PromQL query and values, each step's status from its verdict.
 """
 
 from __future__ import annotations
@@ -173,10 +176,15 @@ def prometheus(harness_target: Endpoints) -> Iterator[PrometheusClient]:
 def _harness_session(
     request: pytest.FixtureRequest, harness_target_file: Path, harness_target: Endpoints
 ) -> HarnessSession:
-    from harness.pytest_plugin._session import HarnessSession
+    from harness.pytest_plugin._session import AllureSteps, HarnessSession, NoSteps
 
+    # With allure-pytest's --alluredir, the three actions record Allure steps and attachments.
+    allure_on = request.config.getoption("allure_report_dir", None) is not None
     return HarnessSession(
-        root=request.config.rootpath, target_file=harness_target_file, endpoints=harness_target
+        root=request.config.rootpath,
+        target_file=harness_target_file,
+        endpoints=harness_target,
+        steps=AllureSteps() if allure_on else NoSteps(),
     )
 
 
@@ -202,7 +210,13 @@ def check_slo(
     (``sessions-preserved``). Returns the results; a breach is a FAIL result, not an error.
     """
     rows = request.config.stash.setdefault(SLO_ROWS, [])
-    return _harness_session.slo_checker(prom=prometheus, rows=rows, test=request.node.nodeid)
+    interval = getattr(prometheus, "scrape_interval_s", None)
+    return _harness_session.slo_checker(
+        prom=prometheus,
+        rows=rows,
+        test=request.node.nodeid,
+        scrape_interval_s=interval() if callable(interval) else 1.0,
+    )
 
 
 @pytest.fixture

@@ -25,15 +25,17 @@ def parse_iso(text: str) -> float:
 def is_share(result: SloResult) -> bool:
     """Whether the SLO's values are shares in [0, 1] (uptime, success ratio, preserved share).
 
-    SloResult does not carry the indicator kind, so this is read from the objective: a lower
-    bound between 0 and 1.
+    From the result's unit; results without one (older run.json files) are read from the
+    objective: a lower bound between 0 and 1.
     """
+    if result.unit:
+        return result.unit == "share"
     return result.comparator in (">=", ">") and 0 <= result.objective <= 1
 
 
 def is_seconds(result: SloResult) -> bool:
     """Whether the SLO's values are durations in seconds (latency, recovery time)."""
-    return "seconds" in result.query
+    return result.unit == "s" if result.unit else "seconds" in result.query
 
 
 def slo_value(result: SloResult, value: float | None) -> str:

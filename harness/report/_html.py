@@ -112,7 +112,13 @@ def _slo_section(run: RunRecord) -> str:
         return "<h2>SLOs</h2><p class='note'>No SLO was judged.</p>"
     rows = [_slo_row(result) for result in run.slos]
     head = ["SLO", "window", "value", "objective", "verdict", "detail"]
-    return "<h2>SLOs</h2>" + _table(head, rows, table_id="slos", numeric=(2, 3))
+    html = "<h2>SLOs</h2>" + _table(head, rows, table_id="slos", numeric=(2, 3))
+    if run.regressions:
+        rows = [_slo_row(result) for result in run.regressions]
+        html += "<h2>Against history</h2>" + _table(
+            ["comparison", *head[1:]], rows, table_id="regressions", numeric=(2, 3)
+        )
+    return html
 
 
 def _slo_row(result: SloResult) -> str:

@@ -68,15 +68,19 @@ def read_series(path: Path) -> SeriesJson:
 def fault_span(run: RunRecord, fault: FaultRecord) -> tuple[float, float, bool] | None:
     """Return ``(start, end, recovered)`` of an applied fault; None when it was never applied.
 
-    An unrecovered fault lasts to the end of its phase (``fault:<experiment stem>``), or to the
-    end of the run when that phase is missing.
+    An unrecovered fault lasts to the end of the experiment's phase it was injected in
+    (``fault:<experiment stem>``, ``fault:<stem>#2``, ...), or to the end of the run.
     """
     if fault.injected_at is None:
         return None
     if fault.recovered_at is not None:
         return fault.injected_at, fault.recovered_at, True
-    phase_name = f"fault:{Path(fault.experiment).stem}"
-    ends = [phase.end for phase in run.phases if phase.name == phase_name]
+    injected = fault.injected_at
+    ends = [
+        phase.end
+        for phase in run.phases
+        if phase.name.startswith("fault:") and phase.start <= injected <= phase.end
+    ]
     end = ends[0] if ends else run.ended_at
     return fault.injected_at, max(fault.injected_at, end), False
 

@@ -14,14 +14,17 @@ def render_table(run: RunRecord) -> str:
     """Return the run's SLOs, faults, load and errors as text, ending with the verdict line."""
     parts = [f"run {run.run_id}  profile {run.profile}  target {run.target}", ""]
     parts += [*_slos(run), "", *_faults(run), "", *_load(run.load)]
+    if run.regressions:
+        parts += ["", *_slos(run, regressions=True)]
     if run.errors:
         parts += ["", "errors:", *(f"  - {error}" for error in run.errors)]
     parts += ["", f"VERDICT: {run.verdict} (exit {int(run.exit_code)})"]
     return "\n".join(parts) + "\n"
 
 
-def _slos(run: RunRecord) -> list[str]:
-    if not run.slos:
+def _slos(run: RunRecord, *, regressions: bool = False) -> list[str]:
+    results = run.regressions if regressions else run.slos
+    if not results:
         return ["no SLO was judged"]
     rows = [
         [
@@ -32,9 +35,10 @@ def _slos(run: RunRecord) -> list[str]:
             str(result.verdict),
             truncate(result.detail, DETAIL_WIDTH),
         ]
-        for result in run.slos
+        for result in results
     ]
-    return _grid(["SLO", "WINDOW", "VALUE", "OBJECTIVE", "VERDICT", "DETAIL"], rows)
+    first = "AGAINST HISTORY" if regressions else "SLO"
+    return _grid([first, "WINDOW", "VALUE", "OBJECTIVE", "VERDICT", "DETAIL"], rows)
 
 
 def _faults(run: RunRecord) -> list[str]:

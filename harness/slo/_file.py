@@ -11,13 +11,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.slo._promql import promql_problems
+from harness.slo._resolution import parse_duration
 from harness.slo._spec import (
+    WINDOW_EACH_FAULT,
     WINDOW_PLACEHOLDER,
+    WINDOW_RUN,
     Comparator,
+    Healthy,
     Indicator,
     IndicatorKind,
     Severity,
     SloSpec,
+    Statistic,
 )
 from harness.util.errors import ConfigError
 from harness.util.yamlsrc import YamlPath, YamlSource, dotted, load_yaml
@@ -29,10 +34,19 @@ _KIND_KEYS: dict[IndicatorKind, tuple[str, ...]] = {
     IndicatorKind.RATIO: ("good", "total"),
     IndicatorKind.THRESHOLD: ("promql",),
     IndicatorKind.PROBE_UPTIME: ("job",),
+    IndicatorKind.SLICE_UPTIME: ("job",),
     IndicatorKind.RECOVERY_TIME: ("fault", "promql"),
+    IndicatorKind.MTTR: ("fault", "promql", "within"),
     IndicatorKind.SESSIONS_PRESERVED: (),
 }
 _QUERY_KEYS = ("promql", "good", "total")
+# Keys a kind may have besides its needed ones and "fault".
+_OPTIONAL_KEYS: dict[IndicatorKind, tuple[str, ...]] = {
+    IndicatorKind.SLICE_UPTIME: ("slice",),
+    IndicatorKind.MTTR: ("consecutive", "statistic"),
+}
+_WITHIN_KEYS = ("comparator", "value")
+_MTTR_WINDOWS = (WINDOW_RUN, WINDOW_EACH_FAULT)
 
 E = TypeVar("E", bound=enum.StrEnum)
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -116,6 +130,12 @@ class _Checker:
         comparator = self.choice(Comparator, raw, "comparator", path)
         severity = self.choice(Severity, raw, "severity", path, default=Severity.GATE)
         objective = self.objective(raw, path, indicator)
+        if indicator and indicator.kind is IndicatorKind.MTTR and window not in _MTTR_WINDOWS:
+            self.problem(
+                (*path, "window"),
+                f"an mttr SLO is judged per injection of its fault, not over '{window}'; "
+                "write 'each-fault' or leave 'window' out.",
+            )
         if len(self.problems) > count or indicator is None or comparator is None:
             return None
         return SloSpec(
@@ -181,17 +201,69 @@ class _Checker:
         if kind is None:
             return None
         needed = _KIND_KEYS[kind]
-        self.unknown(raw, ("kind", "fault", *needed), path)
-        values: dict[str, str] = {}
+        optional = _OPTIONAL_KEYS.get(kind, ())
+        self.unknown(raw, ("kind", "fault", *needed, *optional), path)
+        values: dict[str, Any] = {}
         for key in dict.fromkeys(("fault", *needed)):
             if key not in raw:
                 if key in needed:
                     self.problem((*path, key), f"missing; a {kind} indicator needs '{key}'.")
                 continue
+            if key == "within":
+                continue  # a mapping: read by mttr()
             values[key] = self.text(raw, key, path, default="")
             if key in _QUERY_KEYS:
                 self.query(values[key], (*path, key), kind)
-        return Indicator(kind=kind, **values)
+        slice_s = self.slice(raw, path) if "slice" in optional else 0.0
+        if kind is IndicatorKind.MTTR:
+            values.update(self.mttr(raw, path))
+        return Indicator(kind=kind, slice_s=slice_s, **values)
+
+    def mttr(self, raw: Mapping[str, Any], path: YamlPath) -> dict[str, Any]:
+        """Read ``within``, ``consecutive`` and ``statistic`` of an mttr indicator."""
+        fields: dict[str, Any] = {"within": self.within(raw.get("within"), (*path, "within"))}
+        count = raw.get("consecutive", 3)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            self.problem(
+                (*path, "consecutive"),
+                f"expected a whole number ≥ 1 of healthy samples in a row, got {count!r}; "
+                "write one such as 3.",
+            )
+        else:
+            fields["consecutive"] = count
+        fields["statistic"] = self.choice(Statistic, raw, "statistic", path, Statistic.MAX)
+        return {key: value for key, value in fields.items() if value is not None}
+
+    def within(self, raw: object, path: YamlPath) -> Healthy | None:
+        if raw is None:
+            return None  # reported as missing
+        if not isinstance(raw, Mapping):
+            self.problem(path, "expected a mapping such as {comparator: '>=', value: 1}.")
+            return None
+        self.unknown(raw, _WITHIN_KEYS, path)
+        for key in _WITHIN_KEYS:
+            if key not in raw:
+                self.problem((*path, key), f"missing; add '{key}:' to 'within'.")
+        comparator = self.choice(Comparator, raw, "comparator", path)
+        value = raw.get("value")
+        if "value" in raw and (isinstance(value, bool) or not isinstance(value, int | float)):
+            self.problem((*path, "value"), f"expected a number, got {value!r}; write one.")
+            return None
+        if comparator is None or value is None:
+            return None
+        return Healthy(comparator=comparator, value=float(value))
+
+    def slice(self, raw: Mapping[str, Any], path: YamlPath) -> float:
+        if "slice" not in raw:
+            return 0.0
+        seconds = parse_duration(raw["slice"])
+        if seconds is None:
+            self.problem(
+                (*path, "slice"),
+                f"expected a duration of at least 1 ms such as 5s, 1m or 500ms, "
+                f"got {raw['slice']!r}; write one, or leave it out to use the scrape interval.",
+            )
+        return seconds or 0.0
 
     def query(self, query: str, path: YamlPath, kind: IndicatorKind) -> None:
         for text in promql_problems(query):
@@ -203,4 +275,10 @@ class _Checker:
                 path,
                 f"a {kind} query must use {WINDOW_PLACEHOLDER} as its range "
                 "(for example [$window]); add it.",
+            )
+        if kind is IndicatorKind.MTTR and WINDOW_PLACEHOLDER in query:
+            self.problem(
+                path,
+                f"an mttr query is evaluated at every scrape interval and has no "
+                f"{WINDOW_PLACEHOLDER}; use a fixed range such as [30s], or none.",
             )

@@ -1,4 +1,4 @@
-"""The seam between SLO evaluation and Prometheus: one instant query at a given time.
+"""The seam between SLO evaluation and Prometheus: instant queries and range queries.
 
 ``harness.drivers.prometheus.PrometheusClient`` satisfies it; tests replay recorded answers.
 """
@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, TypeAlias
 
 Sample: TypeAlias = tuple[Mapping[str, str], float]
+# One series of a range query: its labels and its ``(POSIX time, value)`` points in time order.
+Series: TypeAlias = tuple[Mapping[str, str], list[tuple[float, float]]]
 
 
 class PromQuery(Protocol):
@@ -16,4 +18,8 @@ class PromQuery(Protocol):
 
     def instant(self, query: str, at: float) -> Sequence[Sample]:
         """Return the ``(labels, value)`` pairs of ``query`` evaluated at POSIX time ``at``."""
+        ...
+
+    def range(self, query: str, *, start: float, end: float, step_s: float) -> Sequence[Series]:
+        """Return each series of ``query`` evaluated every ``step_s`` over ``[start, end]``."""
         ...

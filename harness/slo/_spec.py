@@ -16,13 +16,15 @@ class IndicatorKind(enum.StrEnum):
     RATIO = "ratio"
     THRESHOLD = "threshold"
     PROBE_UPTIME = "probe-uptime"
+    SLICE_UPTIME = "slice-uptime"
     RECOVERY_TIME = "recovery-time"
+    MTTR = "mttr"
     SESSIONS_PRESERVED = "sessions-preserved"
 
     @property
     def is_share(self) -> bool:
         """Whether values are shares in [0, 1], best shown as percentages."""
-        return self in (self.RATIO, self.PROBE_UPTIME, self.SESSIONS_PRESERVED)
+        return self in (self.RATIO, self.PROBE_UPTIME, self.SLICE_UPTIME, self.SESSIONS_PRESERVED)
 
 
 class Comparator(enum.StrEnum):
@@ -51,6 +53,26 @@ class Comparator(enum.StrEnum):
         return {">=": "≥", "<=": "≤"}.get(self.value, self.value)
 
 
+class Statistic(enum.StrEnum):
+    """Which figure of the recovery times across repeated injections an mttr SLO is judged on."""
+
+    P50 = "p50"
+    P95 = "p95"
+    MAX = "max"
+
+
+@dataclass(frozen=True)
+class Healthy:
+    """When one sample of an mttr indicator counts as healthy: ``sample <comparator> value``."""
+
+    comparator: Comparator
+    value: float
+
+    def holds(self, sample: float) -> bool:
+        """Return whether ``sample`` is healthy; NaN never is."""
+        return self.comparator.holds(sample, self.value)
+
+
 class Severity(enum.StrEnum):
     """Whether a breach fails the run (gate) or is only reported (warn)."""
 
@@ -63,7 +85,10 @@ class Indicator:
     """The service level indicator: which fields are set depends on ``kind``.
 
     ratio: ``good`` and ``total``; threshold: ``promql``; probe-uptime: ``job``;
-    recovery-time: ``fault`` and ``promql``; sessions-preserved: nothing (the engine measures it).
+    slice-uptime: ``job`` and optionally ``slice_s``;
+    recovery-time: ``fault`` and ``promql``; sessions-preserved: nothing (the engine measures it);
+    mttr: ``fault``, ``promql`` (an SLI evaluated at every step), ``within`` and optionally
+    ``consecutive`` and ``statistic``.
     ``fault`` on other kinds restricts an ``each-fault`` window to faults of that name.
     """
 
@@ -73,6 +98,10 @@ class Indicator:
     total: str = ""
     job: str = ""
     fault: str = ""
+    slice_s: float = 0.0  # slice-uptime: the slice length; 0 means the scrape interval
+    within: Healthy | None = None  # mttr: when a sample of ``promql`` counts as healthy
+    consecutive: int = 3  # mttr: healthy samples in a row that mean "recovered"
+    statistic: Statistic = Statistic.MAX  # mttr: judged figure across repeated injections
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from harness.model import Endpoints
 from harness.targets._kubecluster import KubeCluster, kube_bin_dir
-from harness.targets._local import LocalTarget, LocalTopology, find_binaries
+from harness.targets._local import REFPLAT_ROLES, LocalTarget, LocalTopology, find_binaries
 from harness.targets._netns import Fabric, Host, netns_supported, remove_namespaces
 
 TARGETS = ("local", "kube", "kind")
@@ -27,6 +27,7 @@ class Target(Protocol):
 
 
 __all__ = [
+    "REFPLAT_ROLES",
     "TARGETS",
     "Fabric",
     "Host",

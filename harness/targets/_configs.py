@@ -13,12 +13,15 @@ SCRAPE_INTERVAL_S = 1
 @dataclass(frozen=True)
 class ReplicaChecks:
     """How fast HAProxy gives up on a replica: health-check interval and timeout, checks
-    failed in a row before it is down, and the connect timeout of a request."""
+    failed in a row before it is down, the connect timeout of a request, and how long a read
+    (GET, HEAD) and a health request wait for an answer before they are retried elsewhere."""
 
     inter: str = "500ms"
     timeout: str = "300ms"
     fall: int = 2
     connect_timeout: str = "250ms"
+    read_timeout: str = "2s"
+    health_timeout: str = "300ms"
 
 
 # The local target's: a cut-off replica is dropped within about a second.
@@ -65,6 +68,15 @@ backend api_replicas
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
+    # A request in flight when its replica is cut off waits for its answer until the server
+    # timeout (a partition drops the established connection's packets; nothing resets it).
+    # Reads are idempotent and answer in milliseconds: they give up on a silent replica after
+    # {checks.read_timeout} and are retried on another one, health checks after
+    # {checks.health_timeout}. Other methods are retried only when the connection failed, never
+    # after the request may have been processed.
+    http-request set-timeout server {checks.read_timeout} if {{ method GET HEAD }}
+    http-request set-timeout server {checks.health_timeout} if {{ path /healthz /readyz }}
+    http-request disable-l7-retry if !{{ method GET HEAD }}
 {servers}
 
 frontend stats
@@ -72,6 +84,11 @@ frontend stats
     http-request use-service prometheus-exporter if {{ path /metrics }}
     http-request return status 200 content-type text/plain string ok if {{ path /healthz }}
 """
+
+
+# The blackbox exporter's probe timeout is the module's, capped by Prometheus's scrape timeout
+# minus this offset (its default, 0.5 s, would silently cut the 900 ms below to 500 ms).
+BLACKBOX_TIMEOUT_OFFSET_S = 0.05
 
 
 def blackbox_yml() -> str:
@@ -99,12 +116,16 @@ def prometheus_yml(
     blackbox: str,
     api_health_url: str,
     gameservers_sd_file: str,
+    api_probes: int = 1,
 ) -> str:
     """Prometheus scraping every ``/metrics`` each second, plus blackbox probes.
 
     ``jobs`` maps a job name to ``host:port`` targets. Probes: ``probe-api`` checks the API's
-    ``/healthz`` through the load balancer; ``probe-gameservers`` TCP-connects to every game
-    server listed in ``gameservers_sd_file`` (file service discovery, rewritten by the harness).
+    ``/healthz`` through the load balancer, as ``api_probes`` targets (``?probe=N``) that
+    Prometheus scrapes at staggered offsets, so the job probes ``api_probes`` times a second:
+    enough probes over a short run to resolve a 99.9 % objective's error budget.
+    ``probe-gameservers`` TCP-connects to every game server listed in ``gameservers_sd_file``
+    (file service discovery, rewritten by the harness).
     """
     relabel = [
         {"source_labels": ["__address__"], "target_label": "__param_target"},
@@ -120,7 +141,7 @@ def prometheus_yml(
             "job_name": "probe-api",
             "metrics_path": "/probe",
             "params": {"module": ["http_2xx"]},
-            "static_configs": [{"targets": [api_health_url]}],
+            "static_configs": [{"targets": _probe_urls(api_health_url, api_probes)}],
             "relabel_configs": relabel,
         },
         {
@@ -140,3 +161,10 @@ def prometheus_yml(
         "scrape_configs": scrape_configs,
     }
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def _probe_urls(url: str, count: int) -> list[str]:
+    if count <= 1:
+        return [url]
+    joiner = "&" if "?" in url else "?"
+    return [f"{url}{joiner}probe={n}" for n in range(1, count + 1)]

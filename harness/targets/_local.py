@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.config import Settings
@@ -59,6 +59,8 @@ class _Place:
         return DEFAULT_PORTS[service] if self.prefix else free_port(self.address)
 
 
+# Processes a fault may kill and the target restarts (the off-the-shelf parts are not restarted).
+REFPLAT_ROLES = frozenset({"api", "controller", "agent"})
 BINARIES = ("redis-server", "haproxy", "prometheus", "prometheus-blackbox-exporter")
 
 
@@ -72,6 +74,7 @@ class LocalTopology:
     ready_timeout_s: float = 60.0
     network: str = "loopback"
     redis_fsync: str = "everysec"
+    api_probes: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalTopology:
@@ -82,6 +85,7 @@ class LocalTopology:
             ready_timeout_s=settings.timeouts.ready_s,
             network=settings.topology.network,
             redis_fsync=settings.redis.fsync,
+            api_probes=settings.probes.api_per_second,
         )
 
     def host_names(self) -> list[str]:
@@ -251,22 +255,39 @@ class LocalTarget:
             prometheus_url=prometheus_url,
             timeline_file=str(self.run_dir / "timeline.jsonl"),
             capabilities=tuple(sorted(self.capabilities)),
-            processes=tuple(
-                ProcessInfo(
-                    name=p.name,
-                    role=p.role,
-                    pid=p.pid,
-                    url=self._urls.get(p.name, ""),
-                    host=self._place(p.name).host,
-                )
-                for p in self.supervisor.processes.values()
-            ),
+            processes=self._process_infos(),
             hosts=tuple(
                 HostInfo(name=h.name, namespace=h.namespace, address=h.address)
                 for h in (self.fabric.hosts.values() if self.fabric else ())
             ),
             extra={"gameservers_sd_file": str(sd_file)},
         )
+        return self._endpoints
+
+    def _process_infos(self) -> tuple[ProcessInfo, ...]:
+        return tuple(
+            ProcessInfo(
+                name=p.name,
+                role=p.role,
+                pid=p.pid,
+                url=self._urls.get(p.name, ""),
+                host=self._place(p.name).host,
+            )
+            for p in self.supervisor.processes.values()
+        )
+
+    def restart(self, name: str) -> Endpoints:
+        """Start the refplat process ``name`` again after a fault killed it (as systemd or a
+        kubelet would), wait until it is healthy, and return the endpoints with its new pid."""
+        proc = self.supervisor.processes.get(name)
+        if proc is None or proc.role not in REFPLAT_ROLES:
+            raise InfraError(f"{name!r} is not a refplat process of this run; cannot restart it.")
+        pid = self.supervisor.restart(name).pid
+        self._await_http(name, f"{self._urls[name]}/healthz")
+        processes = tuple(
+            replace(p, pid=pid) if p.name == name else p for p in self.endpoints.processes
+        )
+        self._endpoints = replace(self.endpoints, processes=processes)
         return self._endpoints
 
     # --- components -------------------------------------------------------------------------
@@ -347,6 +368,7 @@ class LocalTarget:
                 bins["prometheus-blackbox-exporter"],
                 f"--config.file={bb_cfg}",
                 f"--web.listen-address={host}:{bb_port}",
+                f"--timeout-offset={_configs.BLACKBOX_TIMEOUT_OFFSET_S}",
             ],
             role="blackbox",
         )
@@ -360,6 +382,7 @@ class LocalTarget:
                 blackbox=f"{host}:{bb_port}",
                 api_health_url=f"{api_url}/healthz",
                 gameservers_sd_file=str(sd_file),
+                api_probes=self.topology.api_probes,
             )
         )
         (self.run_dir / "prometheus").mkdir(exist_ok=True)

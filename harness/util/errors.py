@@ -20,8 +20,11 @@ class ConfigError(HarnessError):
 
     exit_code = 3
 
-    def __init__(self, problems: list[str] | str) -> None:
+    def __init__(self, problems: list[str] | str, *, after_start: bool = False) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
+        # Found only once the target was up (an SLO query's metric unknown to Prometheus): the
+        # target was started and torn down, but no load or fault ran.
+        self.after_start = after_start
         super().__init__("\n".join(self.problems))
 
 

@@ -7,11 +7,15 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.drivers.prometheus import PrometheusClient
+from harness.util.net import free_port
+from harness.util.scratch import stop_process
 from tests.conftest import REPO_ROOT
 from tests.integration.test_refplat_platform import Launcher
 
@@ -55,3 +59,27 @@ def launcher(redis_url: str, tmp_path: Path) -> Iterator[Launcher]:
         yield launch
     finally:
         launch.close()
+
+
+@contextmanager
+def scratch_prometheus(work_dir: Path, config: str) -> Iterator[PrometheusClient]:
+    """A real /usr/bin/prometheus with ``config`` (``{port}`` is its own port) on a free
+    loopback port, storing in ``work_dir``; ready when entered, always stopped."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(binary).exists():
+        pytest.fail("prometheus is not installed; run scripts/setup.sh (make test does).")
+    port = free_port()
+    (work_dir / "prometheus.yml").write_text(config.replace("{port}", str(port)))
+    with (work_dir / "prometheus.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={work_dir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={work_dir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        client = PrometheusClient(f"http://127.0.0.1:{port}", timeout_s=5)
+        try:
+            client.wait_ready(30)
+            yield client
+        finally:
+            client.close()
+            stop_process(proc)

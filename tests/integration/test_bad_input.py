@@ -64,3 +64,24 @@ def test_a_bad_override_is_a_usage_error(workdir: Path) -> None:
     result = certify(workdir, "--profile", "smoke", "--set", "topology.nonsense=1")
     assert_nothing_started(workdir, result)
     assert "topology.nonsense" in result.stderr
+
+
+def test_a_metric_prometheus_does_not_have_stops_the_run_before_the_load(workdir: Path) -> None:
+    slo = workdir / "slos" / "smoke.yaml"
+    right = "refplat_api_request_duration_seconds_bucket"
+    slo.write_text(slo.read_text().replace(right, right.replace("duration", "duraton")))
+    line = next(i for i, row in enumerate(slo.read_text().splitlines(), 1) if "duraton" in row)
+    item = max(
+        i
+        for i, row in enumerate(slo.read_text().splitlines(), 1)
+        if i <= line and row.lstrip().startswith("- name:")
+    )
+
+    result = certify(workdir, "--profile", "smoke")
+
+    assert 3 == result.returncode, result.stdout + result.stderr
+    assert f"smoke.yaml:{item}" in result.stderr
+    assert "refplat_api_request_duraton_seconds_bucket" in result.stderr
+    assert "did you mean 'refplat_api_request_duration_seconds_bucket'" in result.stderr
+    assert "no load or fault ran" in result.stderr
+    assert not list((workdir / "reports").glob("*/locust"))  # Locust never started

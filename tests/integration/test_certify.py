@@ -93,7 +93,7 @@ def test_the_run_leaves_no_process_or_listening_port_behind(passing_run: Any) ->
     assert set() == used & listening
 
 
-def test_the_gate_fails_when_no_controller_can_take_over(tmp_path: Path) -> None:
+def test_no_takeover_fails_the_gate_and_sparse_probes_cannot_decide(tmp_path: Path) -> None:
     result = run_harness(
         "certify",
         "--target",
@@ -102,6 +102,9 @@ def test_the_gate_fails_when_no_controller_can_take_over(tmp_path: Path) -> None
         "smoke",
         "--set",
         "topology.controller_replicas=1",
+        # One probe a second: ~35 probes cannot resolve the 35 ms budget of 99.9 % over the run.
+        "--set",
+        "probes.api_per_second=1",
         "--reports-dir",
         str(tmp_path),
     )
@@ -110,3 +113,7 @@ def test_the_gate_fails_when_no_controller_can_take_over(tmp_path: Path) -> None
     assert "FAIL" == data["verdict"]
     failover = next(s for s in data["slos"] if s["name"] == "controller-failover")
     assert "FAIL" == failover["verdict"]
+    availability = next(s for s in data["slos"] if s["name"] == "api-availability")
+    assert "INCONCLUSIVE" == availability["verdict"], availability
+    assert "cannot resolve" in availability["detail"]
+    assert "probes" in availability["detail"]

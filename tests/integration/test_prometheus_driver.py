@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +11,7 @@ from harness.drivers.prometheus import PrometheusClient, parse_duration_s
 from harness.slo import PromQuery
 from harness.util.errors import DriverError
 from harness.util.net import free_port
-from harness.util.scratch import stop_process
+from tests.integration.conftest import scratch_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -32,27 +29,8 @@ scrape_configs:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusClient]:
     """A real Prometheus on a free loopback port, for this module; always terminated."""
-    tmp_path = tmp_path_factory.mktemp("prometheus")
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(binary).exists():
-        pytest.fail("prometheus is not installed; run scripts/setup.sh (make test does).")
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(CONFIG.format(port=port))
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    client = PrometheusClient(f"http://127.0.0.1:{port}", timeout_s=5)
-    try:
-        client.wait_ready(30)
+    with scratch_prometheus(tmp_path_factory.mktemp("prometheus"), CONFIG) as client:
         yield client
-    finally:
-        client.close()
-        stop_process(proc)
-        log.close()
 
 
 def test_up_is_one_for_the_scraped_prometheus(prometheus: PrometheusClient) -> None:

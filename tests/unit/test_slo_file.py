@@ -56,7 +56,8 @@ def test_window_and_severity_have_defaults(tmp_path: Path) -> None:
         pytest.param(
             GOOD.replace("threshold", "thresold"),
             "slos.yaml:3: field 'slos[0].indicator.kind': must be one of ratio, threshold, "
-            "probe-uptime, recovery-time, sessions-preserved, got 'thresold'; pick one.",
+            "probe-uptime, slice-uptime, recovery-time, mttr, sessions-preserved, "
+            "got 'thresold'; pick one.",
             id="unknown kind",
         ),
         pytest.param(
