@@ -46,13 +46,14 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusC
         thread.join(timeout=5)
 
 
-def window_with_scrapes(prom: PrometheusClient, job: str) -> Window:
-    """The last seconds, once Prometheus has recorded at least three scrapes of ``job``."""
+def window_with_scrapes(prom: PrometheusClient) -> Window:
+    """The last seconds, once Prometheus has recorded at least three scrapes of each job."""
     deadline = time.monotonic() + WAIT_S
     while True:
         now = time.time()
         window = Window("run", now - 10, now)
-        if failed_scrapes(prom, job, window)[1] >= 3 or time.monotonic() > deadline:
+        counts = [failed_scrapes(prom, job, window)[1] for job in ("probe-dead", "probe-live")]
+        if min(counts) >= 3 or time.monotonic() > deadline:
             return window
         time.sleep(0.5)
 
@@ -69,7 +70,7 @@ def uptime(name: str, job: str, window: Window) -> tuple[SloSpec, SloResult]:
 
 
 def test_failed_scrapes_counts_what_up_says(prometheus: PrometheusClient) -> None:
-    window = window_with_scrapes(prometheus, "probe-dead")
+    window = window_with_scrapes(prometheus)
 
     failed, total = failed_scrapes(prometheus, "probe-dead", window)
     live_failed, live_total = failed_scrapes(prometheus, "probe-live", window)
@@ -81,7 +82,7 @@ def test_failed_scrapes_counts_what_up_says(prometheus: PrometheusClient) -> Non
 def test_a_probe_slo_over_a_scrape_gap_is_invalid_and_one_without_stays(
     prometheus: PrometheusClient,
 ) -> None:
-    window = window_with_scrapes(prometheus, "probe-dead")
+    window = window_with_scrapes(prometheus)
     dead_spec, dead = uptime("dead-uptime", "probe-dead", window)
     live_spec, live = uptime("live-uptime", "probe-live", window)
 
