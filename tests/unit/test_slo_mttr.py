@@ -32,9 +32,9 @@ from harness.slo import (
     scopes,
 )
 from harness.slo._mttr import Recovery, distribution, first_recovery, percentile, worst_points
-from harness.util.errors import ConfigError
 from harness.util.yamlsrc import load_yaml
 from tests.contracts.test_slo_files import schema, validate
+from tests.unit.test_slo_file import load_text, problems_of
 from tests.unit.test_slo_measure import ReplayedPrometheus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -410,18 +410,6 @@ slos:
     objective: 10
     comparator: "<="
 """
-
-
-def load_text(tmp_path: Path, text: str) -> tuple[SloSpec, ...]:
-    path = tmp_path / "slos.yaml"
-    path.write_text(text)
-    return load_slo_file(path, origin="slos.yaml")
-
-
-def problems_of(tmp_path: Path, text: str) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        load_text(tmp_path, text)
-    return caught.value.problems
 
 
 def test_an_mttr_indicator_defaults_to_three_in_a_row_judged_on_the_max(tmp_path: Path) -> None:
