@@ -144,7 +144,8 @@ def certify(req: CertifyRequest) -> RunRecord:
             outcome=outcome,
         )
 
-    # Regressions against the last runs of the same profile join the SLOs (a gate one fails).
+    # Compared with the last runs of the same profile; a gate regression fails the run, so the
+    # record is built again with them.
     outcome.regressions = compare_with_history(
         record(), req.run_dir.parent, req.settings.regression
     )
@@ -183,7 +184,7 @@ def _run(
             endpoints = _deploy(req, target)
         with PrometheusClient(endpoints.prometheus_url, timeout_s=10) as prom:
             prom.wait_targets_up(list(PROMETHEUS_JOBS), timeout_s=req.settings.timeouts.ready_s)
-            _check_metrics(req, specs, prom)
+            _check_metrics(specs, prom)
             live = LiveIndicators(prom, specs, scrape_interval_s=prom.scrape_interval_s())
             before = _drive(
                 req,
@@ -373,7 +374,7 @@ def _hold(
             display.tick()
 
 
-def _check_metrics(req: CertifyRequest, specs: Sequence[SloSpec], prom: PrometheusClient) -> None:
+def _check_metrics(specs: Sequence[SloSpec], prom: PrometheusClient) -> None:
     """Every metric an SLO query names must be known to Prometheus before the load starts."""
     problems = unknown_metric_problems(specs, prom.metric_names())
     if problems:
