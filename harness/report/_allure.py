@@ -31,7 +31,7 @@ from harness.model import (
 )
 from harness.report._format import objective, slo_value
 from harness.report._plots import PanelJson, panel_png, read_series, timeline_png
-from harness.report._runjson import RunJson, load_run_record, read_run_json
+from harness.report._runjson import RunJson, load_run_record, run_to_json
 from harness.util.errors import ConfigError
 
 RESULTS_DIR = "allure-results"
@@ -91,7 +91,8 @@ def write_allure_results(run_dir: Path, *, out: Path | None = None) -> Path:
         raise ConfigError(
             f"{run_dir}: no run.json here; pass a run directory such as reports/<run-id>."
         )
-    run, record = read_run_json(path), load_run_record(path)
+    record = load_run_record(path)
+    run = run_to_json(record)  # what the file holds (the loader is its exact inverse)
     out = out or run_dir / RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     for pattern in _OWN_FILES:
