@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test certify nightly report kube lock clean down bench-recovery bench-refplat
+.PHONY: setup test certify nightly report kube lock clean down bench-recovery bench-refplat bench-load bench-scale bench-redis certification
 
 setup:
 	@bash scripts/setup.sh
@@ -26,6 +26,10 @@ certify: setup
 nightly: setup
 	$(BIN)/harness certify --target local --profile nightly
 
+# Pre-release certification at 10,000 game servers (about ten minutes; not part of `make test`).
+certification: setup
+	$(BIN)/harness certify --target local --profile certification
+
 # Allure HTML of the latest run (or RUN=reports/<run-id>) in <run>/allure-report/; needs Node.js
 # and npm, and installs the npm package `allure` into ~/.cache/gsharness/npm when missing.
 report: setup
@@ -37,6 +41,18 @@ bench-recovery: setup
 
 bench-refplat: setup
 	$(BIN)/python benchmarks/refplat_perf.py
+
+# Load-generator efficiency: SLP pings per Locust CPU-second, beside wrk on HTTP.
+bench-load: setup
+	$(BIN)/python benchmarks/load_efficiency.py
+
+# Redis primary killed: time to a new primary, to a ready API, to an acknowledged write.
+bench-redis: setup
+	$(BIN)/python benchmarks/redis_failover.py --repeat 5
+
+# 10,000 game servers: time to all Ready, controller and agent memory at that scale.
+bench-scale: setup
+	$(BIN)/python benchmarks/refplat_perf.py --scale
 
 down: setup
 	$(BIN)/harness down

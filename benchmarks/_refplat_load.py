@@ -83,11 +83,19 @@ async def create_servers(
 
 
 async def allocate_and_end(
-    url: str, *, tokens: Sequence[str], concurrency: int, duration_s: float, warmup_s: float
+    url: str,
+    *,
+    tokens: Sequence[str],
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float,
+    end: bool = True,
 ) -> LoadResult:
     """``concurrency`` workers allocate a session and end it, for ``duration_s`` after a warm-up.
 
-    Only requests that start after the warm-up are counted.
+    Only requests that start after the warm-up are counted. With ``end=False`` the sessions are
+    kept (allocation from a pool of Ready servers, as a matchmaker does); a pool that runs dry
+    shows as ``allocate 409`` errors.
     """
     loop = asyncio.get_running_loop()
     measure_from = loop.time() + warmup_s
@@ -108,6 +116,8 @@ async def allocate_and_end(
                 result.errors[f"allocate {resp.status}"] += 1
             return
         result.allocated += counted
+        if not end:
+            return
         started = loop.time()
         session_id = json.loads(raw)["id"]
         async with http.delete(f"{url}/v1/sessions/{session_id}", headers=headers) as resp:
@@ -134,11 +144,22 @@ async def allocate_and_end(
 
 
 def run_load(
-    url: str, *, tokens: Sequence[str], concurrency: int, duration_s: float, warmup_s: float
+    url: str,
+    *,
+    tokens: Sequence[str],
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float,
+    end: bool = True,
 ) -> LoadResult:
     """Synchronous entry point of :func:`allocate_and_end`."""
     return asyncio.run(
         allocate_and_end(
-            url, tokens=tokens, concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s
+            url,
+            tokens=tokens,
+            concurrency=concurrency,
+            duration_s=duration_s,
+            warmup_s=warmup_s,
+            end=end,
         )
     )

@@ -1,8 +1,12 @@
 """Benchmark: the reference platform's speed targets, on real processes over one Redis.
 
-- ``--allocation``: HAProxy in front of 2 api replicas, 1 controller, 3 agents hosting
-  ``--servers`` Ready servers; asyncio workers allocate a session and end it (recycling the
-  server) for ``--duration-s``. Target: >= 500 allocations/s, p99 <= 250 ms.
+- ``--allocation``: HAProxy in front of ``--api-replicas`` (2) api replicas, 1 controller,
+  3 agents hosting ``--servers`` Ready servers; asyncio workers allocate a session and end
+  it (recycling the server: two requests per allocation) for ``--duration-s``; with
+  ``--allocate-only`` they allocate from the pool of Ready servers and keep the sessions (one
+  request per allocation, as a matchmaker allocates; the pool must hold every allocation of
+  the run, else 409s).
+  Target: >= 500 allocations/s, p99 <= 250 ms.
 - ``--memory``: one agent hosting each of ``--sizes`` servers; its VmRSS. Target: <= 150 MiB
   per 1,000 servers.
 - ``--lost-node``: ``--lost-servers`` Ready servers on one node whose agent is SIGKILLed;
@@ -10,8 +14,11 @@
   Ready again on the other nodes (target <= 30 s).
 - ``--failover``: SIGKILL the leader controller ``--repeat`` times; time until the standby
   holds the lease and until it completes its first reconcile (target <= 5 s).
+- ``--scale``: ``--scale-servers`` (10,000) servers created through 2 api replicas onto
+  ``--scale-agents`` agents; time until all are Ready (target <= 120 s), controller RSS
+  (target <= 1 GiB) and agent RSS per 1,000 servers (target <= 150 MiB) at that scale.
 
-With no flag, all four run. Each prints a table and saves
+With no flag, all five run. Each prints a table and saves
 ``reports/bench/refplat-<name>.json`` with the machine's facts.
 
     python benchmarks/refplat_perf.py --allocation --duration-s 20
@@ -63,6 +70,8 @@ TARGETS = {
     "node_lost_s": 10.0,
     "reschedule_s": 30.0,
     "failover_s": 5.0,
+    "all_ready_s": 120.0,
+    "controller_rss_mib": 1024.0,
 }
 SETUP_TIMEOUT_S = 180.0
 RSS_WINDOW_S = 3.0
@@ -106,7 +115,7 @@ def bench_allocation(cluster: Cluster, args: argparse.Namespace) -> dict[str, An
     cluster.start_redis()
     agents = [cluster.start_agent(f"node-{i}") for i in range(1, 4)]
     cluster.start_controller("c-1")
-    apis = [cluster.start_api(f"api-{i}") for i in range(2)]
+    apis = [cluster.start_api(f"api-{i}") for i in range(args.api_replicas)]
     haproxy = cluster.start_haproxy(apis)
     # Enough tenants that the default per-token limit (200/s) is not what is measured.
     started = time.monotonic()
@@ -115,8 +124,10 @@ def bench_allocation(cluster: Cluster, args: argparse.Namespace) -> dict[str, An
     runs = [
         load_run(cluster, haproxy.url, tokens, concurrency=n, args=args) for n in args.concurrency
     ]
+    mode = "allocate only" if args.allocate_only else "allocate + end"
     print(
-        f"allocation through HAProxy, 2 api replicas, {len(agents)} agents, {args.servers} servers"
+        f"allocation through HAProxy ({mode}), {len(apis)} api replica(s), {len(agents)} agents, "
+        f"{args.servers} servers, setup {setup_s:.1f} s"
     )
     print(
         f"{'conc':>5} {'alloc/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
@@ -130,6 +141,7 @@ def bench_allocation(cluster: Cluster, args: argparse.Namespace) -> dict[str, An
         )
         print(f"      CPU cores used: {r['cpu_cores_used']}")
     return {
+        "mode": mode,
         "servers": args.servers,
         "api_replicas": len(apis),
         "agents": len(agents),
@@ -145,7 +157,12 @@ def load_run(
     """One allocate/end run at ``concurrency``: figures, and CPU used by each part meanwhile."""
     cpu_before, self_before, wall_before = cluster.cpu_seconds(), _self_cpu(), time.monotonic()
     load = run_load(
-        url, tokens=tokens, concurrency=concurrency, duration_s=args.duration_s, warmup_s=2.0
+        url,
+        tokens=tokens,
+        concurrency=concurrency,
+        duration_s=args.duration_s,
+        warmup_s=2.0,
+        end=not args.allocate_only,
     )
     wall = time.monotonic() - wall_before
     used: dict[str, float] = {"load generator": _self_cpu() - self_before}
@@ -389,11 +406,73 @@ def bench_failover(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]
     return result
 
 
+# 10,000 game servers (issue 5): time to all Ready, and what each process holds at that scale
+
+
+def bench_scale(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
+    cluster.start_redis()
+    agents = [cluster.start_agent(f"node-{i}") for i in range(1, args.scale_agents + 1)]
+    controller = cluster.start_controller("c-1")
+    apis = [cluster.start_api(f"api-{i}", *NO_LIMIT) for i in range(2)]
+    ids, tokens = seed(cluster, apis[0], tenants=8, servers=0)
+    procs = [*agents, controller, *apis]
+    cpu_before = {p.name: cpu_seconds(p.popen.pid) for p in procs}
+    started = time.monotonic()
+
+    async def create_all() -> None:
+        per_api = args.scale_servers // len(apis)
+        counts = [per_api + (1 if i < args.scale_servers % len(apis) else 0) for i in range(2)]
+        await asyncio.gather(
+            *(
+                create_servers(api.url, tokens=tokens, count=n, concurrency=16)
+                for api, n in zip(apis, counts, strict=True)
+            )
+        )
+
+    asyncio.run(create_all())
+    created_s = time.monotonic() - started
+    print(f"created {args.scale_servers} servers through the API in {created_s:.1f} s")
+    ready_s = created_s + cluster.wait_ready(ids, args.scale_servers, timeout_s=SETUP_TIMEOUT_S)
+    wall = time.monotonic() - started
+    cpu = {p.name: round(cpu_seconds(p.popen.pid) - cpu_before[p.name], 1) for p in procs}
+    controller_rss = settled_rss(controller.popen.pid)
+    agent_rss = [settled_rss(a.popen.pid) for a in agents]
+    hosted = [cluster.node_server_count(a.name) for a in agents]
+    per_1000 = [rss / max(n / 1000, 0.001) for rss, n in zip(agent_rss, hosted, strict=True)]
+    figures = {
+        "servers": args.scale_servers,
+        "agents": len(agents),
+        "create_s": round(created_s, 1),
+        "all_ready_s": round(ready_s, 1),
+        "controller_rss_mib": round(controller_rss, 1),
+        "agent_rss_mib": [round(r, 1) for r in agent_rss],
+        "agent_servers": hosted,
+        "agent_mib_per_1000": [round(r, 1) for r in per_1000],
+        "cpu_seconds_during_ramp": cpu,
+        "wall_s_of_ramp": round(wall, 1),
+        "targets": {
+            "all_ready_s": TARGETS["all_ready_s"],
+            "controller_rss_mib": TARGETS["controller_rss_mib"],
+            "agent_mib_per_1000": TARGETS["agent_mib_per_1000"],
+        },
+        "target_met": ready_s <= TARGETS["all_ready_s"]
+        and controller_rss <= TARGETS["controller_rss_mib"]
+        and max(per_1000) <= TARGETS["agent_mib_per_1000"],
+    }
+    print(f"{args.scale_servers} game servers on {len(agents)} agents: all Ready {ready_s:.1f} s")
+    print(f"  controller RSS {controller_rss:.1f} MiB; agents {figures['agent_rss_mib']} MiB")
+    print(f"  hosting {hosted} servers = {figures['agent_mib_per_1000']} MiB per 1,000")
+    print(f"  CPU seconds during the ramp: {cpu}")
+    print(f"  target: {verdict(bool(figures['target_met']))}")
+    return figures
+
+
 BENCHMARKS: dict[str, Callable[[Cluster, argparse.Namespace], dict[str, Any]]] = {
     "allocation": bench_allocation,
     "memory": bench_memory,
     "lost-node": bench_lost_node,
     "failover": bench_failover,
+    "scale": bench_scale,
 }
 
 
@@ -405,12 +484,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--servers", type=_count, default=3000, help="allocation: Ready servers")
     parser.add_argument("--duration-s", type=float, default=20.0, help="allocation: per run")
     parser.add_argument(
+        "--api-replicas", type=_count, default=2, help="allocation: api replicas behind HAProxy"
+    )
+    parser.add_argument(
+        "--allocate-only",
+        action="store_true",
+        help="allocation: keep the sessions (needs --servers >= every allocation of the run)",
+    )
+    parser.add_argument(
         "--concurrency", type=_counts, default=[32], help="allocation: workers, e.g. 16,64"
     )
     parser.add_argument("--sizes", type=_counts, default=[1000, 2000, 5000], help="memory")
     parser.add_argument("--lost-servers", type=_count, default=1000, help="lost-node")
     parser.add_argument("--failover-servers", type=_count, default=1000, help="failover")
     parser.add_argument("--repeat", type=_count, default=5, help="failover: kills")
+    parser.add_argument("--scale-servers", type=_count, default=10_000, help="scale: servers")
+    parser.add_argument("--scale-agents", type=_count, default=5, help="scale: node agents")
     parser.add_argument("--keep-logs", action="store_true", help="keep each run's process logs")
     args = parser.parse_args(argv)
     if not 1 <= args.duration_s <= 600:
@@ -432,6 +521,15 @@ def _interrupt(signum: int, _frame: types.FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def report_stem(name: str, args: argparse.Namespace) -> str:
+    """The report's name: the benchmark's, and for allocation its mode and replica count."""
+    if name != "allocation":
+        return name
+    mode = "-allocate-only" if args.allocate_only else ""
+    replicas = "" if args.api_replicas == 2 else f"-{args.api_replicas}api"
+    return f"{name}{mode}{replicas}"
+
+
 def run_one(name: str, args: argparse.Namespace) -> Path:
     """Run one benchmark on fresh processes; save and return its JSON report."""
     started = time.monotonic()
@@ -448,7 +546,7 @@ def run_one(name: str, args: argparse.Namespace) -> Path:
         **figures,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path: Path = args.out / f"refplat-{name}.json"
+    path: Path = args.out / f"refplat-{report_stem(name, args)}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved {path}\n")
     return path

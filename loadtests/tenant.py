@@ -1,4 +1,5 @@
-"""Tenant API load: allocate sessions, list and get servers, end sessions.
+"""Tenant API load: allocate sessions, list and get servers, save world files, end sessions;
+and one operator creating and deleting game servers.
 
 Runs under the harness (which passes every parameter) and with plain upstream Locust against a
 target brought up with ``harness up``:
@@ -18,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import _harness_stats  # noqa: F401  (registers --harness-stats-file)
+from _shapes import HarnessShape  # noqa: F401  (registers --shape; Locust finds it here)
 from locust import FastHttpUser, between, events, task
 
 DEFAULT_TARGET_FILE = os.environ.get("HARNESS_TARGET_FILE", ".harness/target.json")
+WORLD_CHUNK = bytes(4096)  # one save of a world region
+ADMIN_REGION = "churn"  # the operator's servers live here, apart from the tenants' sessions
 
 
 @events.init_command_line_parser.add_listener
@@ -117,6 +121,27 @@ class TenantUser(FastHttpUser):
             )
 
     @task(1)
+    def write_world_file(self) -> None:
+        """Save a piece of the session's world through the API (exact quota accounting)."""
+        if self.session_id is None:
+            return
+        self.saves = getattr(self, "saves", 0) + 1
+        with self.client.put(
+            f"/v1/sessions/{self.session_id}/files/world/region-{self.saves % 8}.dat",
+            data=WORLD_CHUNK,
+            headers={**self.headers, "Content-Type": "application/octet-stream"},
+            name="PUT /v1/sessions/{id}/files/{path}",
+            catch_response=True,
+        ) as resp:
+            if resp.status_code in (200, 201, 507):
+                resp.success()  # 507: the session's disk quota is full, the tenant's own limit
+            elif resp.status_code == 404:
+                self.session_id = None  # the session ended meanwhile (expired, evicted)
+                resp.success()
+            else:
+                resp.failure(f"write: HTTP {resp.status_code}")
+
+    @task(1)
     def end_session(self) -> None:
         if self.session_id is None:
             return
@@ -127,3 +152,32 @@ class TenantUser(FastHttpUser):
 
     def on_stop(self) -> None:
         self.end_session()
+
+
+class ServerAdminUser(FastHttpUser):
+    """An operator creating game servers and deleting them again (in their own region, so the
+    tenant users never hold a session on one of them)."""
+
+    fixed_count = 1
+    wait_time = between(1.0, 2.0)
+
+    def on_start(self) -> None:
+        token = getattr(self.environment, "tenant_token", "")
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    @task
+    def create_and_delete_server(self) -> None:
+        with self.client.post(
+            "/v1/servers",
+            json={"region": ADMIN_REGION},
+            headers=self.headers,
+            name="POST /v1/servers",
+            catch_response=True,
+        ) as resp:
+            if resp.status_code != 201:
+                resp.failure(f"create: HTTP {resp.status_code}")
+                return
+            server_id = resp.json()["id"]
+        self.client.delete(
+            f"/v1/servers/{server_id}", headers=self.headers, name="DELETE /v1/servers/{id}"
+        )

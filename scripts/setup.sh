@@ -21,6 +21,8 @@ declare -A DEBS=(
   [ip]=iproute2
   # Tests render the HTML report in headless Chromium.
   [chromium]=chromium
+  # benchmarks/load_efficiency.py compares the SLP load generator with wrk on HTTP.
+  [wrk]=wrk
 )
 
 missing=()

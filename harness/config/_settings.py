@@ -28,6 +28,8 @@ class TopologySettings:
     node_agents: int = field(default=3, metadata={"minimum": 1})
     game_servers: int = field(default=10, metadata={"minimum": 0})
     network: str = field(default="loopback", metadata={"choices": NETWORKS})
+    # Disk quota of each session's world files, MiB (the platform's default is 10 GiB).
+    session_disk_quota_mib: int = field(default=10240, metadata={"minimum": 1})
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,14 @@ class RedisSettings:
     """How the target runs Redis: append-only file, fsync per ``fsync``.
 
     Certification profiles set ``always``, so a write Redis acknowledged survives its crash.
+    ``replicas`` replicas follow the primary, and every write the platform acknowledges waits
+    (``WAIT``) for one of them; ``sentinels`` Redis Sentinels watch the primary and promote a
+    replica when it dies (the ``redis-failover`` capability needs both). 0 and 0: one Redis.
     """
 
     fsync: str = field(default="everysec", metadata={"choices": FSYNC_POLICIES})
+    replicas: int = field(default=0, metadata={"minimum": 0})
+    sentinels: int = field(default=0, metadata={"minimum": 0})
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,8 @@ class ProbeSettings:
     """
 
     api_per_second: int = field(default=40, metadata={"minimum": 1})
+    # Game servers probed over TCP each second: all of them, or this many spread over them.
+    gameservers: int = field(default=200, metadata={"minimum": 1})
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,10 @@ class LoadSettings:
     locustfile: Path = field(default=Path("loadtests/tenant.py"), metadata={"exists": True})
     users: int = field(default=6, metadata={"minimum": 1})
     spawn_rate: float = field(default=3.0, metadata={"above": 0})
+    # Locust worker processes under one master; 0: one per usable core (1: a single process).
+    workers: int = field(default=0, metadata={"minimum": 0})
+    # More Locust command-line arguments, verbatim (the locustfile's own options, a shape).
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ def proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+# Processes chaos activities start (restarted replicas, CPU hogs); see harness.chaos._ledger.
+CHAOS_LEDGER = "ledger-chaos.json"
+
+
 def alive(pid: int, start_ticks: int | None) -> bool:
     """Return whether the process ``pid`` that started at ``start_ticks`` still runs."""
     ticks = proc_start_ticks(pid)
@@ -159,6 +163,37 @@ class Supervisor:
         self.processes[name] = proc
         self._write_ledger()
         return proc
+
+    def adopt_ledger(self, ledger_path: Path) -> list[str]:
+        """Take over the live processes of another ledger that replace ones of ours by name.
+
+        Chaos activities restart replicas themselves (a rolling restart, a Redis brought back)
+        and list them in their own ledger; once adopted, a restarted replica is neither
+        restarted again nor taken for dead, and :meth:`stop_all` stops it. Returns the names.
+        """
+        try:
+            entries = json.loads(ledger_path.read_text())["processes"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        adopted = []
+        for entry in entries:
+            name, pid, ticks = entry["name"], int(entry["pid"]), entry.get("start_ticks")
+            ours = self.processes.get(name)
+            if ours is None or ours.pid == pid or not alive(pid, ticks):
+                continue
+            self.processes[name] = ManagedProcess(
+                name=name,
+                role=ours.role,
+                argv=tuple(entry.get("argv", ())),
+                popen=None,
+                pid=pid,
+                start_ticks=ticks,
+                log_path=Path(entry.get("log") or ours.log_path),
+            )
+            adopted.append(name)
+        if adopted:
+            self._write_ledger()
+        return adopted
 
     def check_alive(self, name: str) -> None:
         """Raise InfraError with the log tail when ``name`` has exited."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.config import Settings
 from harness.drivers import chaos
 from harness.drivers.locust import LocustRun, LocustSpec
+from harness.drivers.process import CHAOS_LEDGER
 from harness.drivers.prometheus import PrometheusClient
 from harness.engine import _seed
 from harness.engine._faults import fault_records, with_recoveries
@@ -42,7 +43,13 @@ from harness.slo import (
     load_slo_file,
     unknown_metric_problems,
 )
-from harness.targets import REFPLAT_ROLES, LocalTarget, LocalTopology, find_binaries
+from harness.targets import (
+    REFPLAT_ROLES,
+    RESTART_LEDGER,
+    LocalTarget,
+    LocalTopology,
+    find_binaries,
+)
 from harness.util.errors import ConfigError, HarnessError
 
 log = logging.getLogger(__name__)
@@ -218,6 +225,7 @@ def _deploy(req: CertifyRequest, target: LocalTarget) -> Endpoints:
         servers=s.topology.game_servers,
         held_sessions=HELD_SESSIONS,
         ready_timeout_s=s.timeouts.ready_s,
+        probe_sample=s.probes.gameservers,
     )
 
 
@@ -246,11 +254,15 @@ def _drive(
             + s.phases.recovery_s
         )
         + LOCUST_MARGIN_S,
-        extra_args=("--harness-target-file", str(target_file)),
+        extra_args=("--harness-target-file", str(target_file), *s.load.args),
+        workers=s.load.workers or None,
+        metrics_host=target.locust_metrics[0] if target.locust_metrics else "127.0.0.1",
+        metrics_port=target.locust_metrics[1] if target.locust_metrics else None,
     )
     env = {**os.environ, "HARNESS_TARGET_FILE": str(target_file)}
     with LocustRun(spec, out_dir=req.run_dir / "locust", env=env) as load:
-        target.supervisor.adopt("locust", load.popen, role="load", log_path=load.log_path)
+        for name, popen, log_path in load.started():  # the ledger holds master and workers
+            target.supervisor.adopt(name, popen, role="load", log_path=log_path)
         _hold(req, timeline, "warm-up", s.phases.warmup_s, load, display=display)
         _hold(req, timeline, "baseline", s.phases.baseline_s, load, display=display)
         before = _seed.active_sessions(endpoints)
@@ -265,13 +277,19 @@ def _drive(
                 target_file,
                 req,
                 caps=target.capabilities,
+                gap_reasons=target.capability_gaps,
                 timeline=timeline,
                 outcome=outcome,
                 phase=_numbered(f"fault:{path.stem}", round_no),
                 display=display,
             )
+            # Replicas the experiment restarted itself (a rolling restart, Redis brought back).
+            for ledger in (CHAOS_LEDGER, RESTART_LEDGER):
+                target.supervisor.adopt_ledger(req.run_dir / ledger)
         _hold(req, timeline, "recovery", s.phases.recovery_s, load, display=display)
         load.stop()
+        if why := load.failure():  # a worker that died after the last check
+            outcome.invalid.append(why)
         outcome.load = replace(load.summary(), by_phase=load.phase_summaries(timeline.phases()))
         if saturation := load.saturated():
             outcome.invalid.append(f"the load generator was saturated: {saturation}")
@@ -387,6 +405,7 @@ def _run_experiment(
     req: CertifyRequest,
     *,
     caps: frozenset[str],
+    gap_reasons: Mapping[str, str],
     timeline: Timeline,
     outcome: Outcome,
     phase: str,
@@ -397,7 +416,8 @@ def _run_experiment(
     content = chaos.validate_experiment(path)
     missing = sorted(set(chaos.required_capabilities(content)) - caps)
     if missing:
-        detail = f"skipped: the target lacks {', '.join(missing)}"
+        gaps = [f"{cap} ({gap_reasons[cap]})" if cap in gap_reasons else cap for cap in missing]
+        detail = f"skipped: the target lacks {', '.join(gaps)}"
         log.warning("experiment %s %s", name, detail)
         outcome.faults += tuple(
             FaultRecord(fault, experiment, None, None, Verdict.SKIPPED, detail)

@@ -13,10 +13,10 @@ import logging
 import os
 from pathlib import Path
 
-from harness.drivers.process import alive, proc_start_ticks, stop_ledger
+from harness.drivers.process import CHAOS_LEDGER, alive, proc_start_ticks, stop_ledger
 from harness.engine import _seed
 from harness.model import Endpoints
-from harness.targets import LocalTarget, LocalTopology, remove_namespaces
+from harness.targets import RESTART_LEDGER, LocalTarget, LocalTopology, remove_namespaces
 from harness.util.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ def _entries(state_dir: Path) -> list[tuple[Path, dict[str, object]]]:
 
 def _stop_run(run_dir: Path) -> list[str]:
     """Stop a run's processes, then remove its network namespaces; return what went."""
-    names = stop_ledger(run_dir / "ledger.json")
+    names = stop_ledger(run_dir / CHAOS_LEDGER) + stop_ledger(run_dir / RESTART_LEDGER)
+    names += stop_ledger(run_dir / "ledger.json")
     return names + [f"netns {ns}" for ns in remove_namespaces(run_dir)]
 
 

@@ -28,8 +28,11 @@ CAPABILITIES = frozenset(
         "disk-fill",
         "cpu-hog",
         "rolling-restart",
+        "api-abuse",
         "pod-delete",
         "node-drain",
+        "node-delete",
+        "scale",
     }
 )
 

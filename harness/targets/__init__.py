@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Protocol
 
 from harness.model import Endpoints
+from harness.targets._containers import ContainerProvider, container_engine_problem
+from harness.targets._kind import KindOptions, KindTarget, kind_problem
+from harness.targets._kube import KubeOptions, KubeTarget, find_kubectl
 from harness.targets._kubecluster import KubeCluster, kube_bin_dir
 from harness.targets._local import REFPLAT_ROLES, LocalTarget, LocalTopology, find_binaries
 from harness.targets._netns import Fabric, Host, netns_supported, remove_namespaces
+from harness.targets._redis import RESTART_LEDGER
 
 TARGETS = ("local", "kube", "kind")
 
@@ -28,14 +32,23 @@ class Target(Protocol):
 
 __all__ = [
     "REFPLAT_ROLES",
+    "RESTART_LEDGER",
     "TARGETS",
+    "ContainerProvider",
     "Fabric",
     "Host",
+    "KindOptions",
+    "KindTarget",
     "KubeCluster",
+    "KubeOptions",
+    "KubeTarget",
     "LocalTarget",
     "LocalTopology",
     "Target",
+    "container_engine_problem",
     "find_binaries",
+    "find_kubectl",
+    "kind_problem",
     "kube_bin_dir",
     "netns_supported",
     "remove_namespaces",

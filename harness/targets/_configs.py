@@ -117,6 +117,7 @@ def prometheus_yml(
     api_health_url: str,
     gameservers_sd_file: str,
     api_probes: int = 1,
+    locust: str | None = None,
 ) -> str:
     """Prometheus scraping every ``/metrics`` each second, plus blackbox probes.
 
@@ -126,6 +127,8 @@ def prometheus_yml(
     enough probes over a short run to resolve a 99.9 % objective's error budget.
     ``probe-gameservers`` TCP-connects to every game server listed in ``gameservers_sd_file``
     (file service discovery, rewritten by the harness).
+    ``locust``: the ``host:port`` where the Locust master serves its metrics (job ``locust``);
+    it is down, and ``up`` is 0, while no load runs.
     """
     relabel = [
         {"source_labels": ["__address__"], "target_label": "__param_target"},
@@ -136,6 +139,8 @@ def prometheus_yml(
         {"job_name": name, "static_configs": [{"targets": list(targets)}]}
         for name, targets in jobs.items()
     ]
+    if locust is not None:
+        scrape_configs.append({"job_name": "locust", "static_configs": [{"targets": [locust]}]})
     scrape_configs += [
         {
             "job_name": "probe-api",

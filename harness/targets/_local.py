@@ -15,14 +15,15 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.config import Settings
-from harness.drivers.process import Supervisor
+from harness.drivers.process import CHAOS_LEDGER, Supervisor, stop_ledger
 from harness.model import Endpoints, HostInfo, ProcessInfo
-from harness.targets import _configs
+from harness.targets import _configs, _redis
 from harness.targets._netns import Fabric, netns_supported
+from harness.targets._redis import redis_argv
 from harness.util.errors import InfraError
 from harness.util.http import wait_http_ok
 from harness.util.net import free_port, wait_for_port
@@ -30,11 +31,20 @@ from harness.util.net import free_port, wait_for_port
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-CAPABILITIES = ("kill-process", "freeze-process")
+API_DRAIN_S = 1.5
+CAPABILITIES = (
+    "kill-process",
+    "freeze-process",
+    "cpu-hog",
+    "disk-fill",
+    "rolling-restart",
+    "api-abuse",  # abusive clients of the API: a rate-limit storm
+)
 NETNS_CAPABILITIES = ("partition",)
 # Documented default ports, used inside namespaces (each host has all of its ports to itself).
 DEFAULT_PORTS = {
     "redis": 6379,
+    "sentinel": 26379,
     "api": 8080,
     "controller": 8081,
     "agent": 8082,
@@ -74,7 +84,10 @@ class LocalTopology:
     ready_timeout_s: float = 60.0
     network: str = "loopback"
     redis_fsync: str = "everysec"
+    redis_replicas: int = 0
+    redis_sentinels: int = 0
     api_probes: int = 1
+    session_disk_quota_mib: int = 10240
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalTopology:
@@ -85,19 +98,28 @@ class LocalTopology:
             ready_timeout_s=settings.timeouts.ready_s,
             network=settings.topology.network,
             redis_fsync=settings.redis.fsync,
+            redis_replicas=settings.redis.replicas,
+            redis_sentinels=settings.redis.sentinels,
             api_probes=settings.probes.api_per_second,
+            session_disk_quota_mib=settings.topology.session_disk_quota_mib,
         )
 
     def host_names(self) -> list[str]:
         """The hosts of a namespaced topology, in start order."""
         return [
-            "redis",
+            *_redis.redis_names(self.redis_replicas),
+            *_redis.sentinel_names(self.redis_sentinels),
             *(f"api-{i}" for i in range(1, self.api_replicas + 1)),
             "lb",
             *(f"controller-{i}" for i in range(1, self.controller_replicas + 1)),
             *(f"agent-{i}" for i in range(1, self.node_agents + 1)),
             "ops",
         ]
+
+    @property
+    def redis_failover(self) -> bool:
+        """Sentinels watch the primary and a replica can take over: ``redis-failover``."""
+        return self.redis_sentinels > 0 and self.redis_replicas > 0
 
 
 def find_binaries() -> dict[str, str]:
@@ -114,30 +136,14 @@ def find_binaries() -> dict[str, str]:
     return {name: path for name, path in found.items() if path is not None}
 
 
-def redis_argv(binary: str, *, address: str, port: int, data: Path, fsync: str) -> list[str]:
-    """The redis-server command line: append-only file, fsync per ``fsync``, no snapshots.
+@dataclass(frozen=True)
+class _RedisAccess:
+    """How refplat processes reach Redis (their flags), its first URL, its ``target.json`` keys."""
 
-    With ``fsync="always"`` Redis fsyncs the file before it answers a write, so an
-    acknowledged write survives a crash of Redis; ``never`` leaves it to the kernel.
-    """
-    return [
-        binary,
-        "--bind",
-        address,
-        "--port",
-        str(port),
-        "--dir",
-        str(data),
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "no" if fsync == "never" else fsync,
-        "--save",
-        "",
-        # Reachable only on loopback or inside the run's own fabric, which has no uplink.
-        "--protected-mode",
-        "no",
-    ]
+    url: str
+    args: list[str]
+    extra: dict[str, str]
+    sentinels: list[tuple[str, int]] = field(default_factory=list)
 
 
 class LocalTarget:
@@ -156,15 +162,35 @@ class LocalTarget:
         self.fabric = Fabric(run_id=run_id, run_dir=run_dir) if self.namespaced else None
         self._endpoints: Endpoints | None = None
         self._urls: dict[str, str] = {}
+        # Where Locust serves its metrics for Prometheus (host, port); chosen at deploy.
+        self.locust_metrics: tuple[str, int] | None = None
 
     @property
     def namespaced(self) -> bool:
-        return self.topology.network == "netns"
+        """Whether each host gets its own network namespace: asked for, and possible here.
+
+        Without root (or without ``ip`` and ``nft``) a netns topology falls back to loopback
+        and the target lacks ``partition`` (see :attr:`capability_gaps`).
+        """
+        return self.topology.network == "netns" and netns_supported()
+
+    @property
+    def capability_gaps(self) -> dict[str, str]:
+        """Why the target lacks a capability the profile asked for, by capability."""
+        if self.topology.network == "netns" and not self.namespaced:
+            return {
+                "partition": (
+                    f"network namespaces need root with `ip` and `nft` (this is uid "
+                    f"{os.geteuid()}); the hosts fell back to loopback addresses"
+                )
+            }
+        return {}
 
     @property
     def capabilities(self) -> frozenset[str]:
         extra = NETNS_CAPABILITIES if self.namespaced else ()
-        return frozenset((*CAPABILITIES, *extra))
+        redis = ("redis-failover",) if self.topology.redis_failover else ()
+        return frozenset((*CAPABILITIES, *extra, *redis))
 
     def __enter__(self) -> LocalTarget:
         return self
@@ -189,6 +215,8 @@ class LocalTarget:
         return self._endpoints
 
     def teardown(self) -> None:
+        stop_ledger(self.run_dir / _redis.RESTART_LEDGER)  # Redis servers a fault action restarted
+        stop_ledger(self.run_dir / CHAOS_LEDGER)  # replicas and hogs chaos activities started
         self.supervisor.stop_all()
         if self.fabric is not None:
             self.fabric.teardown()
@@ -197,12 +225,9 @@ class LocalTarget:
         """Start every component and wait until each is ready; return its connection details."""
         bins = find_binaries()
         if self.fabric is not None:
-            if not netns_supported():
-                raise InfraError(
-                    "topology.network=netns needs root with `ip` and `nft`; run as root or use "
-                    "topology.network=loopback (partitions are then unsupported)."
-                )
             self.fabric.create(self.topology.host_names())
+        elif self.topology.network == "netns":
+            log.warning("topology.network=netns: %s", self.capability_gaps["partition"])
         secrets_dir = self.run_dir / "secrets"
         secrets_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(secrets_dir, 0o700)
@@ -212,11 +237,11 @@ class LocalTarget:
         # Game servers' world files: every process of the local target shares this filesystem.
         data_dir = self.run_dir / "data"
         data_dir.mkdir(exist_ok=True)
-        redis_url = self._start_redis(bins["redis-server"])
+        redis = self._start_redis(bins["redis-server"])
         apis = self._start_refplat(
             "api",
             self.topology.api_replicas,
-            redis_url,
+            redis.args,
             lambda name: [
                 "--instance",
                 name,
@@ -224,19 +249,24 @@ class LocalTarget:
                 str(admin_token_file),
                 "--data-dir",
                 str(data_dir),
+                "--session-disk-quota-bytes",
+                str(self.topology.session_disk_quota_mib * 1024 * 1024),
+                # Unready for a moment after SIGTERM, so HAProxy stops sending it requests first.
+                "--drain-s",
+                str(API_DRAIN_S),
             ],
         )
         api_url, haproxy_stats = self._start_haproxy(bins["haproxy"], apis)
         controllers = self._start_refplat(
             "controller",
             self.topology.controller_replicas,
-            redis_url,
+            redis.args,
             lambda name: ["--id", name, "--data-dir", str(data_dir)],
         )
         agents = self._start_refplat(
             "agent",
             self.topology.node_agents,
-            redis_url,
+            redis.args,
             lambda name: ["--node", name, "--address", self._place(name).address],
         )
         prometheus_url, sd_file = self._start_observability(
@@ -245,13 +275,15 @@ class LocalTarget:
             haproxy_stats=haproxy_stats,
             jobs={"refplat-api": apis, "refplat-controller": controllers, "refplat-agent": agents},
         )
+        if redis.sentinels:  # they discover each other meanwhile (hello messages every 2 s)
+            self._await_sentinels(redis.sentinels)
         self._endpoints = Endpoints(
             run_id=self.run_id,
             target=self.name,
             run_dir=str(self.run_dir),
             api_url=api_url,
             admin_token_file=str(admin_token_file),
-            redis_url=redis_url,
+            redis_url=redis.url,
             prometheus_url=prometheus_url,
             timeline_file=str(self.run_dir / "timeline.jsonl"),
             capabilities=tuple(sorted(self.capabilities)),
@@ -260,7 +292,7 @@ class LocalTarget:
                 HostInfo(name=h.name, namespace=h.namespace, address=h.address)
                 for h in (self.fabric.hosts.values() if self.fabric else ())
             ),
-            extra={"gameservers_sd_file": str(sd_file)},
+            extra={"gameservers_sd_file": str(sd_file), **redis.extra},
         )
         return self._endpoints
 
@@ -292,20 +324,82 @@ class LocalTarget:
 
     # --- components -------------------------------------------------------------------------
 
-    def _start_redis(self, binary: str) -> str:
-        place = self._place("redis")
+    def _start_redis(self, binary: str) -> _RedisAccess:
+        """The primary, its replicas and the sentinels; how refplat processes reach them."""
+        names = _redis.redis_names(self.topology.redis_replicas)
+        primary = self._start_redis_server(binary, names[0], replicaof=None)
+        for name in names[1:]:
+            self._start_redis_server(binary, name, replicaof=primary)
+        if replicas := len(names) - 1:  # writes WAIT for one: they need it streaming
+            self._await(
+                names[0], lambda t: _redis.await_replicas(primary, replicas=replicas, timeout_s=t)
+            )
+        url = f"redis://{primary[0]}:{primary[1]}/0"
+        wait = ["--redis-wait-replicas", "1"] if self.topology.redis_replicas else []
+        if not self.topology.redis_sentinels:
+            return _RedisAccess(url=url, args=["--redis-url", url, *wait], extra={})
+        sentinels = [
+            self._start_sentinel(binary, name, primary=primary)
+            for name in _redis.sentinel_names(self.topology.redis_sentinels)
+        ]
+        where = [f"{host}:{port}" for host, port in sentinels]
+        args = [a for w in where for a in ("--redis-sentinel", w)]
+        return _RedisAccess(
+            url=url,
+            args=[*args, "--redis-master", _redis.MASTER_NAME, *wait],
+            extra={"redis_master": _redis.MASTER_NAME, "redis_sentinels": ",".join(where)},
+            sentinels=sentinels,
+        )
+
+    def _start_redis_server(
+        self, binary: str, name: str, *, replicaof: tuple[str, int] | None
+    ) -> tuple[str, int]:
+        place = self._place(name)
         port = place.port("redis")
-        data = self.run_dir / "redis"
+        data = self.run_dir / name
         data.mkdir(exist_ok=True)
         argv = redis_argv(
             binary, address=place.address, port=port, data=data, fsync=self.topology.redis_fsync
         )
-        self._start("redis", argv, role="redis")
-        self._await_port("redis", place.address, port)
-        return f"redis://{place.address}:{port}/0"
+        if replicaof is not None:
+            argv += ["--replicaof", replicaof[0], str(replicaof[1])]
+        self._start(name, argv, role="redis")
+        self._urls[name] = f"redis://{place.address}:{port}"
+        self._await_port(name, place.address, port)
+        return place.address, port
+
+    def _start_sentinel(
+        self, binary: str, name: str, *, primary: tuple[str, int]
+    ) -> tuple[str, int]:
+        place = self._place(name)
+        port = place.port("sentinel")
+        data = self.run_dir / name
+        data.mkdir(exist_ok=True)
+        conf = data / "sentinel.conf"
+        conf.write_text(
+            _redis.sentinel_conf(
+                address=place.address,
+                port=port,
+                data=data,
+                primary=primary,
+                sentinels=self.topology.redis_sentinels,
+            )
+        )
+        self._start(name, [binary, str(conf), "--sentinel"], role="sentinel")
+        self._urls[name] = f"redis://{place.address}:{port}"
+        self._await_port(name, place.address, port)
+        return place.address, port
+
+    def _await_sentinels(self, sentinels: list[tuple[str, int]]) -> None:
+        """Wait until every sentinel knows every replica and every other sentinel."""
+        replicas = self.topology.redis_replicas
+        self._await(
+            _redis.sentinel_names(len(sentinels))[0],
+            lambda t: _redis.await_settled(sentinels, replicas=replicas, timeout_s=t),
+        )
 
     def _start_refplat(
-        self, role: str, count: int, redis_url: str, extra: Callable[[str], list[str]]
+        self, role: str, count: int, redis_args: list[str], extra: Callable[[str], list[str]]
     ) -> list[str]:
         addrs = []
         for i in range(1, count + 1):
@@ -317,8 +411,7 @@ class LocalTarget:
                 "-m",
                 "refplat",
                 role,
-                "--redis-url",
-                redis_url,
+                *redis_args,
                 "--listen",
                 f"{place.address}:{port}",
                 *extra(name),
@@ -376,6 +469,9 @@ class LocalTarget:
         sd_file = self.run_dir / "gameservers.json"
         sd_file.write_text("[]")
         prom_cfg = self.run_dir / "prometheus.yml"
+        # Locust runs in the root namespace; Prometheus reaches it over the fabric's root end.
+        load_host = self.fabric.root_address if self.fabric is not None else HOST
+        self.locust_metrics = (load_host, free_port())
         prom_cfg.write_text(
             _configs.prometheus_yml(
                 jobs={**jobs, "haproxy": [haproxy_stats]},
@@ -383,6 +479,7 @@ class LocalTarget:
                 api_health_url=f"{api_url}/healthz",
                 gameservers_sd_file=str(sd_file),
                 api_probes=self.topology.api_probes,
+                locust=f"{load_host}:{self.locust_metrics[1]}",
             )
         )
         (self.run_dir / "prometheus").mkdir(exist_ok=True)

@@ -77,6 +77,11 @@ class ApiSettings:
     rate_limit_per_session: RateLimit = DEFAULT_PER_SESSION
     data_dir: Path | None = None
     session_disk_quota_bytes: int = DEFAULT_QUOTA_BYTES
+    # Answer 503 on /readyz whatever the state: a build that fails its readiness (deploy tests).
+    fail_readiness: bool = False
+    # After SIGTERM, answer 503 on /readyz for this long before closing (the load balancer
+    # takes the replica out of rotation first, so a deploy drops no request).
+    drain_s: float = 0.0
 
 
 def read_admin_token(path: Path) -> str:
@@ -95,6 +100,7 @@ class Api:
             raise ValueError(f"session TTL must be in (0, {MAX_SESSION_TTL_S:g}] seconds")
         self._store = store
         self._settings = settings
+        self._draining = False
         self._admin_token = admin_token
         self.metrics = ApiMetrics()
         self._audit = audit_sink(
@@ -121,6 +127,10 @@ class Api:
         async with serving(self.web_app(), self._settings.listen):
             log.info("api instance %s serving", self._settings.instance)
             await stop.wait()
+            if self._settings.drain_s > 0:
+                self._draining = True
+                log.info("draining for %g s before closing", self._settings.drain_s)
+                await asyncio.sleep(self._settings.drain_s)
 
     def web_app(self) -> web.Application:
         """The aiohttp application with every route."""
@@ -161,6 +171,9 @@ class Api:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, _request: web.Request) -> web.Response:
+        if self._settings.fail_readiness or self._draining:
+            reason = "draining" if self._draining else "--fail-readiness"
+            return web.json_response({"status": "unready", "error": reason}, status=503)
         try:
             await asyncio.wait_for(self._store.redis.ping(), READY_PING_TIMEOUT_S)
         except Exception as exc:
@@ -277,7 +290,7 @@ class Api:
         if len(idem_key) > MAX_IDEMPOTENCY_KEY or not idem_key.isprintable():
             raise error(422, "invalid headers", fields={"Idempotency-Key": "at most 200 chars"})
         started = time.perf_counter()
-        outcome, session_id = await self._store.allocate(
+        outcome, session = await self._store.allocate_and_read(
             tenant=tenant,
             region=region,
             session_id=f"s-{uuid.uuid4().hex}",
@@ -288,11 +301,10 @@ class Api:
         if outcome == "none":
             where = f" in region {region}" if region else ""
             raise error(409, f"no Ready game server{where}; create servers or retry later")
-        if outcome == "created":
+        if outcome == "created" and session is not None:
             await self._audited(
-                tenant, AuditAction.SESSION_ALLOCATE, session_id, region=region or ""
+                tenant, AuditAction.SESSION_ALLOCATE, session.id, region=region or ""
             )
-        session = await self._store.get_session(session_id)
         if session is None:
             raise error(409, "the idempotency key names a session that no longer exists")
         return web.json_response(session.to_json(), status=201 if outcome == "created" else 200)
@@ -317,21 +329,24 @@ class Api:
     async def end_session(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)
         session_id = request.match_info["id"]
-        ended = await self._store.end_session(
+        session = await self._store.end_and_read(
             session_id=session_id, tenant=caller.tenant, reason=EndReason.COMPLETED
         )
-        if ended:
+        if session is not None:
             await self._audited(caller.tenant, AuditAction.SESSION_END, session_id)
-            await self._sweep()
-        session = await self._store.get_session(session_id) if ended else None
+            await self._sweep(session_id)
         if session is None:
             raise error(404, "no such session")
         return web.json_response(session.to_json())
 
-    async def _sweep(self) -> None:
-        """Delete the files of ended sessions now (the controller sweeps too); never fails."""
+    async def _sweep(self, session: str | None = None) -> None:
+        """Delete the files of ``session`` (or of every ended session) now (the controller
+        sweeps too); never fails."""
         try:
-            await self._files.sweep()
+            if session is None:
+                await self._files.sweep()
+            else:
+                await self._files.sweep_session(session)
         except Exception as exc:
             log.warning("deleting the files of ended sessions failed: %s", exc)
 

@@ -37,6 +37,7 @@ from typing import IO, Any
 
 import redis
 
+from refplat.redisconn import RedisSettings, connect_sync
 from refplat.store import PREFIX
 from refplat.worldbackup import (
     BackupError,
@@ -59,7 +60,6 @@ MANIFEST = "manifest.json"
 STATE_FILE = "state.jsonl.gz"
 BATCH_KEYS = 1000
 AUDIT_PREFIX = f"{PREFIX}audit:"
-REDIS_TIMEOUT_S = 10.0
 
 
 # One batch in one atomic step: PTTL and DUMP of each key (false: deleted since the SCAN).
@@ -79,12 +79,13 @@ return #KEYS
 """
 
 
-def connect_bytes(url: str) -> redis.Redis:
-    """A blocking Redis client that keeps values as bytes (``DUMP`` payloads are binary)."""
-    client: redis.Redis = redis.Redis.from_url(
-        url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
-    )
-    return client
+def connect_bytes(target: str | RedisSettings) -> redis.Redis:
+    """A blocking Redis client that keeps values as bytes (``DUMP`` payloads are binary).
+
+    ``target`` is a URL, or settings naming one or sentinels and the master name (then the
+    client asks a Sentinel for the current master).
+    """
+    return connect_sync(target, decode=False)
 
 
 def new_backup_id() -> str:

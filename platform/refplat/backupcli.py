@@ -1,11 +1,14 @@
 """``refplat backup create|restore|list``: one-shot backups of the Redis state and world files.
 
-- ``create --redis-url URL [--data-dir D] --out DIR`` writes ``DIR/<id>/`` (see
+- ``create REDIS [--data-dir D] --out DIR`` writes ``DIR/<id>/`` (see
   :mod:`refplat.backup`) and prints the keys, servers, files, bytes and seconds it took;
-- ``restore --redis-url URL [--data-dir D] --from DIR [--id ID] [--force]`` checks and
+- ``restore REDIS [--data-dir D] --from DIR [--id ID] [--force]`` checks and
   restores the backup ``DIR`` (or backup ``ID`` in it, or its newest) into an empty Redis
   (and data directory); ``--force`` replaces what is there;
 - ``list --from DIR`` prints one line per backup.
+
+REDIS is ``--redis-url URL``, or ``--redis-sentinel HOST:PORT`` (repeatable) with
+``--redis-master NAME``: the backup then reads from, and restores into, whoever is master.
 
 Each takes ``--json`` to print one JSON object instead. Errors (a missing directory, a
 corrupt archive, a non-empty target, an unreachable Redis) print one line and exit 2.
@@ -31,6 +34,7 @@ from refplat.backup import (
     list_backups,
     restore_backup,
 )
+from refplat.redisconn import add_redis_arguments, redis_settings
 from refplat.worldbackup import BackupError
 
 
@@ -39,11 +43,11 @@ def add_backup_parser(sub: Any) -> None:
     backup = sub.add_parser("backup", help="back up and restore the state and world files")
     commands = backup.add_subparsers(dest="backup_command", required=True)
     create = commands.add_parser("create", help="back up Redis (and the world files)")
-    create.add_argument("--redis-url", required=True)
+    add_redis_arguments(create, wait=False)
     create.add_argument("--data-dir", type=Path, default=None)
     create.add_argument("--out", required=True, type=Path)
     restore = commands.add_parser("restore", help="restore a backup into an empty target")
-    restore.add_argument("--redis-url", required=True)
+    add_redis_arguments(restore, wait=False)
     restore.add_argument("--data-dir", type=Path, default=None)
     restore.add_argument("--from", required=True, type=Path, dest="source")
     restore.add_argument("--id", default=None, dest="backup_id")
@@ -61,7 +65,8 @@ def run_backup(args: argparse.Namespace) -> int:
             return _list(list_backups(args.source), as_json=args.json)
         restoring = args.backup_command == "restore"
         source = find_backup(args.source, args.backup_id) if restoring else None
-        client = connect_bytes(args.redis_url)
+        settings = redis_settings(args)
+        client = connect_bytes(settings)
         try:
             if source is None:
                 report = create_backup(client, out=args.out, data_dir=args.data_dir)
@@ -71,12 +76,11 @@ def run_backup(args: argparse.Namespace) -> int:
                 )
         finally:
             client.close()
-    except BackupError as exc:
+    except (BackupError, ValueError) as exc:
         return _fail(args, str(exc))
     except redis.RedisError as exc:
-        return _fail(
-            args, f"Redis at {args.redis_url} failed: {str(exc).rstrip('.')}; is it running?"
-        )
+        where = redis_settings(args).describe()
+        return _fail(args, f"Redis at {where} failed: {str(exc).rstrip('.')}; is it running?")
     except OSError as exc:
         return _fail(args, f"{exc}; check the paths and their permissions")
     _print_report(report, verb=args.backup_command, as_json=args.json)

@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from refplat.agent import Agent, AgentSettings
 from refplat.api import MAX_SESSION_TTL_S, Api, ApiSettings, read_admin_token
@@ -19,8 +20,11 @@ from refplat.controller import (
     DEFAULT_RENEW_INTERVAL_S,
     Controller,
     ControllerSettings,
+    LeaderLease,
     LostSessionPolicy,
 )
+from refplat.gameserver import GameServerProcess
+from refplat.kubepod import DEFAULT_IMAGE, PodSpecSettings
 from refplat.quota import DEFAULT_QUOTA_BYTES
 from refplat.ratelimit import DEFAULT_PER_SESSION, DEFAULT_PER_TOKEN, RateLimit
 from refplat.redisconn import (
@@ -32,6 +36,9 @@ from refplat.redisconn import (
 )
 from refplat.runtime import configure_logging, run_until_signalled
 from refplat.store import Store
+
+if TYPE_CHECKING:
+    from refplat.kuberuntime import KubeRuntime
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,20 @@ def _rate_limit(text: str) -> RateLimit:
         return RateLimit.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text}")
+    return key, value
+
+
+def _lease_name(text: str) -> tuple[str, str]:
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text}")
+    return namespace, name
 
 
 def _bytes(text: str) -> int:
@@ -73,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--rate-limit-per-session", type=_rate_limit, default=DEFAULT_PER_SESSION)
     api.add_argument("--data-dir", type=Path, default=None)
     api.add_argument("--session-disk-quota-bytes", type=_bytes, default=DEFAULT_QUOTA_BYTES)
+    api.add_argument(
+        "--fail-readiness",
+        action="store_true",
+        help="answer 503 on /readyz (a build that fails its readiness, for deploy tests)",
+    )
+    api.add_argument(
+        "--drain-s",
+        type=float,
+        default=0.0,
+        help="after SIGTERM, answer 503 on /readyz for this long before closing (0: close at once)",
+    )
     ctl = sub.add_parser("controller", help="elect a leader and reconcile")
     add_redis_arguments(ctl)
     ctl.add_argument("--id", required=True, dest="controller_id")
@@ -96,15 +128,43 @@ def build_parser() -> argparse.ArgumentParser:
         default=LostSessionPolicy.END.value,
         help="a session whose node was lost ends ServerLost, or moves to another Ready server",
     )
+    ctl.add_argument(
+        "--kube-lease",
+        type=_lease_name,
+        default=None,
+        metavar="NAMESPACE/NAME",
+        help="elect the leader on this coordination.k8s.io Lease instead of in Redis",
+    )
+    ctl.add_argument("--kubeconfig", type=Path, default=None)
     agent = sub.add_parser("agent", help="run the game servers of one node")
     add_redis_arguments(agent)
     agent.add_argument("--node", required=True)
     agent.add_argument("--address", default="127.0.0.1")
     agent.add_argument("--listen", required=True, type=host_port_arg, metavar="HOST:PORT")
     agent.add_argument("--heartbeat-interval-s", type=_positive, default=1.0)
+    _add_kube_parsers(sub)
     add_audit_parser(sub)
     add_backup_parser(sub)
     return parser
+
+
+def _add_kube_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The kube runtime (``kube-agent``) and the process in each of its Pods (``gameserver``)."""
+    kube = sub.add_parser("kube-agent", help="run the game servers of one node as Pods")
+    add_redis_arguments(kube)
+    kube.add_argument("--namespace", required=True)
+    kube.add_argument("--node", default=None, help="the platform node (default: kube-NAMESPACE)")
+    kube.add_argument("--kubeconfig", type=Path, default=None)
+    kube.add_argument("--image", default=DEFAULT_IMAGE)
+    kube.add_argument(
+        "--node-selector", type=_label, action="append", default=[], metavar="KEY=VALUE"
+    )
+    kube.add_argument("--listen", required=True, type=host_port_arg, metavar="HOST:PORT")
+    kube.add_argument("--heartbeat-interval-s", type=_positive, default=1.0)
+    game = sub.add_parser("gameserver", help="serve one game server (a kube runtime Pod)")
+    game.add_argument("--listen", required=True, type=host_port_arg, metavar="HOST:PORT")
+    game.add_argument("--version", required=True)
+    game.add_argument("--server-id", required=True)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -119,7 +179,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     return args
 
 
-def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent:
+def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent | KubeRuntime:
     if args.command == "api":
         settings = ApiSettings(
             instance=args.instance,
@@ -131,6 +191,8 @@ def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent
             rate_limit_per_session=args.rate_limit_per_session,
             data_dir=args.data_dir,
             session_disk_quota_bytes=args.session_disk_quota_bytes,
+            fail_readiness=args.fail_readiness,
+            drain_s=args.drain_s,
         )
         token = read_admin_token(settings.admin_token_file)
         return Api(store=store, settings=settings, admin_token=token)
@@ -151,7 +213,10 @@ def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent
                 audit_archive_interval_s=args.audit_archive_interval_s,
             ),
             archive_redis=connect_sync(args.redis) if args.audit_archive_dir else None,
+            lease=_kube_lease(args, store) if args.kube_lease else None,
         )
+    if args.command == "kube-agent":
+        return _kube_runtime(args, store)
     return Agent(
         store=store,
         settings=AgentSettings(
@@ -163,6 +228,35 @@ def _process(args: argparse.Namespace, store: Store) -> Api | Controller | Agent
     )
 
 
+def _kube_lease(args: argparse.Namespace, store: Store) -> LeaderLease:
+    from refplat.kubelease import KubeLease
+    from refplat.kubewatch import kube_client
+
+    namespace, name = args.kube_lease
+    return KubeLease(
+        api=kube_client(args.kubeconfig),
+        namespace=namespace,
+        name=name,
+        holder=args.controller_id,
+        ttl_s=args.lease_ttl_s,
+        store=store,
+    )
+
+
+def _kube_runtime(args: argparse.Namespace, store: Store) -> KubeRuntime:
+    from refplat.kuberuntime import KubeRuntime, KubeRuntimeSettings
+    from refplat.kubewatch import kube_client
+
+    settings = KubeRuntimeSettings(
+        node=args.node or f"kube-{args.namespace}",
+        namespace=args.namespace,
+        listen=args.listen,
+        pod=PodSpecSettings(image=args.image, node_selector=tuple(args.node_selector)),
+        heartbeat_interval_s=args.heartbeat_interval_s,
+    )
+    return KubeRuntime(store=store, api=kube_client(args.kubeconfig), settings=settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``refplat`` console script; returns the exit code."""
     parser = build_parser()
@@ -172,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_audit(args)
     if args.command == "backup":
         return run_backup(args)
+    if args.command == "gameserver":
+        game = GameServerProcess(server_id=args.server_id, version=args.version, listen=args.listen)
+        return run_until_signalled(game.run)
 
     async def run(stop: asyncio.Event) -> None:
         log.info("Redis: %s", args.redis.describe())

@@ -23,6 +23,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import redis
 from aiohttp import web
@@ -78,6 +79,16 @@ class ControllerSettings:
     audit_archive_interval_s: float = 60.0
 
 
+class LeaderLease(Protocol):
+    """A leader lease: :class:`refplat.lease.Lease` (Redis) or ``refplat.kubelease.KubeLease``."""
+
+    @property
+    def term(self) -> Term | None: ...
+    async def tick(self) -> bool: ...
+    def step_down(self, *, reason: str) -> None: ...
+    async def release(self) -> None: ...
+
+
 class KeyKind(enum.Enum):
     """What a work key asks the controller to converge."""
 
@@ -104,6 +115,7 @@ class Controller:
         store: Store,
         settings: ControllerSettings,
         archive_redis: redis.Redis | None = None,
+        lease: LeaderLease | None = None,
     ) -> None:
         if settings.audit_archive_dir is not None and (
             settings.audit_key_file is None or archive_redis is None
@@ -112,7 +124,9 @@ class Controller:
         self._archive_redis = archive_redis
         self._store = store
         self._settings = settings
-        self._lease = Lease(store=store, holder=settings.controller_id, ttl_s=settings.lease_ttl_s)
+        self._lease: LeaderLease = lease or Lease(
+            store=store, holder=settings.controller_id, ttl_s=settings.lease_ttl_s
+        )
         self.metrics = ControllerMetrics()
         self._backoff = KeyBackoff()
         self._wake = asyncio.Event()

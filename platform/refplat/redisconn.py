@@ -206,11 +206,15 @@ def connect(target: str | RedisSettings) -> aioredis.Redis:
     return master
 
 
-def connect_sync(target: str | RedisSettings) -> redis.Redis:
-    """A blocking client of the master (for one-shot commands), bounded by timeouts."""
+def connect_sync(target: str | RedisSettings, *, decode: bool = True) -> redis.Redis:
+    """A blocking client of the master (for one-shot commands), bounded by timeouts.
+
+    With ``decode=False`` replies stay bytes (``DUMP`` payloads are binary).
+    """
     settings = _settings(target)
     kwargs = {
         **_client_kwargs(settings),
+        "decode_responses": decode,
         "socket_timeout": ONE_SHOT_TIMEOUT_S,
         "retry": Retry(_backoff(), RETRIES),
     }

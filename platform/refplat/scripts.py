@@ -40,21 +40,40 @@ local function mark_dirty(node, sid)
   if node ~= '' then redis.call('SADD', P .. 'node:' .. node .. ':dirty', sid) end
 end
 local SERVER_PREFIX_LEN = string.len(P .. 'server:')
+-- Servers by state, of every tenant and of each tenant, so that a list filtered by state reads
+-- only the servers in that state (see Store.page_servers).
+local function state_sets(tenant, state)
+  return P .. 'state:' .. state, P .. 'tenant:' .. tenant .. ':state:' .. state
+end
+local function state_index(key, sid, from, to)
+  local t = hget(key, 'tenant')
+  if from ~= '' then
+    local a, b = state_sets(t, from)
+    redis.call('SREM', a, sid); redis.call('SREM', b, sid)
+  end
+  if to ~= '' then
+    local a, b = state_sets(t, to)
+    redis.call('SADD', a, sid); redis.call('SADD', b, sid)
+  end
+end
 local function bump(key, ...)
   local args = {...}
+  local old_state, new_state = hget(key, 'state'), nil
   for i = 1, #args - 1, 2 do
     if args[i] == 'state' then
-      local from, to = hget(key, 'state'), args[i + 1]
+      local from, to = old_state, args[i + 1]
       if from ~= to and not allowed(from, to) then
         error(redis.error_reply('FORBIDDEN ' .. key .. ' ' .. from .. ' -> ' .. to
           .. ' by ' .. tostring(OWNER)))
       end
+      new_state = to
     end
   end
   local old_node = hget(key, 'node')
   redis.call('HSET', key, ...)
   redis.call('HINCRBY', key, 'rv', 1)
   local sid, new_node = string.sub(key, SERVER_PREFIX_LEN + 1), hget(key, 'node')
+  if new_state and new_state ~= old_state then state_index(key, sid, old_state, new_state) end
   redis.call('SADD', P .. 'servers:dirty', sid)
   mark_dirty(old_node, sid)
   if new_node ~= old_node then mark_dirty(new_node, sid) end
@@ -80,6 +99,7 @@ local function delete_server(sid)
   if node ~= '' then redis.call('SREM', P .. 'node:' .. node .. ':servers', sid) end
   redis.call('SREM', P .. 'tenant:' .. hget(key, 'tenant') .. ':servers', sid)
   redis.call('SREM', P .. 'servers', sid)
+  state_index(key, sid, hget(key, 'state'), '')
   redis.call('DEL', key)
 end
 local function end_session(sess, reason, t)
@@ -133,6 +153,7 @@ redis.call('HSET', key, 'id', sid, 'tenant', tenant, 'region', region, 'version'
 redis.call('SADD', P .. 'servers', sid)
 redis.call('SADD', P .. 'servers:dirty', sid)
 redis.call('SADD', P .. 'tenant:' .. tenant .. ':servers', sid)
+state_index(key, sid, '', 'Creating')
 return 1
 """
 

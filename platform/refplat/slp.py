@@ -15,6 +15,7 @@ import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,8 @@ class SlpConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's are not subclasses of asyncio.Transport; no isinstance).
+        self._transport = cast(asyncio.Transport, transport)
         self._arm_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -4,6 +4,7 @@ Key names (all under ``refplat:``):
 
 - ``tenant:{id}`` hash, ``tenants`` set, ``token:{sha256}`` -> tenant id
 - ``server:{id}`` hash (with ``rv``), ``servers`` set, ``tenant:{id}:servers`` set,
+  ``state:{state}`` and ``tenant:{id}:state:{state}`` sets (servers by state),
   ``node:{name}:servers`` set, ``ready:{tenant}`` and ``ready:{tenant}:{region}`` sets
 - ``servers:dirty`` and ``node:{name}:dirty`` sets: servers changed since the controller, or
   the node's agent, last looked (see :mod:`refplat.informer`)
@@ -20,13 +21,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from refplat import scripts
 from refplat.model import (
@@ -37,7 +39,7 @@ from refplat.model import (
     Node,
     Session,
 )
-from refplat.redisconn import RedisSettings, ReplicaWait, eval_durably
+from refplat.redisconn import RedisSettings, ReplicationError, ReplicaWait, eval_durably
 from refplat.redisconn import connect as _connect
 from refplat.states import PowerSignal
 
@@ -49,6 +51,11 @@ SOFT_STATE_SCRIPTS = frozenset({"GCRA"})
 
 
 PAGE_SCAN = 200
+# How long an api replica trusts a token it has looked up. A token never changes tenant and
+# there is no revocation endpoint; a token that disappears (a restore from an older backup)
+# is still accepted for at most this long by a replica that saw it.
+TOKEN_CACHE_TTL_S = 5.0
+TOKEN_CACHE_SIZE = 10_000
 T = TypeVar("T")
 
 
@@ -109,6 +116,7 @@ class Store:
         self.redis = client
         self._wait = wait
         self._scripts: dict[str, AsyncScript] = {}
+        self._tenants: dict[str, tuple[str, float]] = {}  # token hash -> (tenant, looked up at)
 
     async def run(self, name: str, *args: str | int | float) -> Any:
         """Run the script ``scripts.<name>`` with ``args`` as ARGV."""
@@ -128,15 +136,55 @@ class Store:
         try:
             if self._wait is not None and name not in SOFT_STATE_SCRIPTS:
                 return await eval_durably(self.redis, self._wait, source, args)
-            script = self._scripts.get(name)
-            if script is None:
-                script = self.redis.register_script(source)
-                self._scripts[name] = script
-            return await script(keys=[], args=list(args))
+            return await self._script(name, source)(keys=[], args=list(args))
         except ResponseError as exc:
             if "FENCED" in str(exc):
                 raise FencedError(str(exc)) from exc
             raise
+
+    def _script(self, name: str, source: str) -> AsyncScript:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self.redis.register_script(source)
+            self._scripts[name] = script
+        return script
+
+    async def run_and_read(
+        self, name: str, args: Sequence[str | int | float], hash_key: str
+    ) -> tuple[Any, dict[str, str]]:
+        """Run the script ``scripts.<name>``, then ``HGETALL hash_key``, in one round trip.
+
+        The read comes after the script on the same connection, so it sees the script's
+        writes (and, with a replica wait, only after the ``WAIT`` acknowledged them).
+        """
+        source = scripts.source(name)
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if self._wait is not None:
+                    pipe.eval(source, 0, *args)
+                    pipe.execute_command("WAIT", self._wait.replicas, self._wait.timeout_ms)
+                else:
+                    pipe.evalsha(self._script(name, source).sha, 0, *args)
+                pipe.hgetall(hash_key)
+                replies = await pipe.execute(raise_on_error=False)
+            first = replies[0]
+            if isinstance(first, NoScriptError):  # Redis restarted or flushed its scripts
+                await self.redis.script_load(source)
+                continue
+            for reply in replies:
+                if isinstance(reply, ResponseError) and "WAIT cannot be used" in str(reply):
+                    raise ReplicationError(
+                        "the Redis master was demoted to a replica during the write, so it is "
+                        "not durable; retry (the client reconnects to the new master)"
+                    ) from reply
+                if isinstance(reply, ResponseError) and "FENCED" in str(reply):
+                    raise FencedError(str(reply)) from reply
+                if isinstance(reply, Exception):
+                    raise reply
+            if self._wait is not None:
+                self._wait.check(int(replies[1]))
+            return first, _strs(replies[-1])
+        raise NoScriptError(f"Redis forgot the script {name} twice in a row")
 
     # Tenants and tokens
 
@@ -145,9 +193,20 @@ class Store:
         await self.run("CREATE_TENANT", tenant_id, name, token_hash(token))
 
     async def tenant_for_token(self, token: str) -> str | None:
-        """The tenant id a token belongs to, or None."""
-        value = await self.redis.get(f"{PREFIX}token:{token_hash(token)}")
-        return str(value) if value is not None else None
+        """The tenant id a token belongs to, or None (a found one is cached briefly)."""
+        digest = token_hash(token)
+        now = time.monotonic()
+        cached = self._tenants.get(digest)
+        if cached is not None and now - cached[1] < TOKEN_CACHE_TTL_S:
+            return cached[0]
+        value = await self.redis.get(f"{PREFIX}token:{digest}")
+        if value is None:
+            self._tenants.pop(digest, None)
+            return None
+        if len(self._tenants) >= TOKEN_CACHE_SIZE:
+            self._tenants.clear()
+        self._tenants[digest] = (str(value), now)
+        return str(value)
 
     # Game servers
 
@@ -204,8 +263,13 @@ class Store:
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page[GameServer]:
-        """One page of servers ordered by id, filtered by state and region."""
-        index = f"{PREFIX}tenant:{tenant}:servers" if tenant else f"{PREFIX}servers"
+        """One page of servers ordered by id, filtered by state and region.
+
+        With a state, only the servers in that state's index are read (the scripts keep the
+        indexes; ``keep`` re-checks each server), so a page costs O(matching), not O(all).
+        """
+        scope = f"{PREFIX}tenant:{tenant}:" if tenant else PREFIX
+        index = f"{scope}state:{state}" if state else f"{scope}servers"
 
         def keep(server: GameServer) -> bool:
             return (state is None or server.state.value == state) and (
@@ -238,6 +302,25 @@ class Store:
         """
         outcome, sid = await self.run("ALLOCATE", tenant, region or "", session_id, ttl_s, idem_key)
         return str(outcome), str(sid)
+
+    async def allocate_and_read(
+        self, *, tenant: str, region: str | None, session_id: str, ttl_s: float, idem_key: str
+    ) -> tuple[str, Session | None]:
+        """:meth:`allocate`, and the session it names, in one round trip when it is new.
+
+        The outcome is ``created``, ``existing`` (idempotency key seen) or ``none`` (then the
+        session is None).
+        """
+        args = (tenant, region or "", session_id, ttl_s, idem_key)
+        (outcome, sid), raw = await self.run_and_read(
+            "ALLOCATE", args, f"{PREFIX}session:{session_id}"
+        )
+        outcome, sid = str(outcome), str(sid)
+        if outcome == "none":
+            return outcome, None
+        if sid != session_id:  # an earlier request's session, named by the idempotency key
+            return outcome, await self.get_session(sid)
+        return outcome, Session.from_hash(raw) if raw else None
 
     async def get_session(self, session_id: str) -> Session | None:
         """One session, or None."""
@@ -272,6 +355,14 @@ class Store:
     async def end_session(self, *, session_id: str, tenant: str | None, reason: EndReason) -> bool:
         """End a session (idempotent); False when not found."""
         return bool(await self.run("END_SESSION", session_id, tenant or "", reason.value))
+
+    async def end_and_read(
+        self, *, session_id: str, tenant: str | None, reason: EndReason
+    ) -> Session | None:
+        """:meth:`end_session` and the session afterwards, in one round trip; None: not found."""
+        args = (session_id, tenant or "", reason.value)
+        ended, raw = await self.run_and_read("END_SESSION", args, f"{PREFIX}session:{session_id}")
+        return Session.from_hash(raw) if ended and raw else None
 
     async def due_sessions(self) -> list[str]:
         """Ids of Active sessions whose expiry has passed (by the Redis clock)."""

@@ -108,6 +108,17 @@ class WorldFiles:
             return 0
         return await sweep_ended(quota=self._quota, data=self._data)
 
+    async def sweep_session(self, session: str) -> bool:
+        """Delete the directory of one ended session, if it wrote files (the controller sweeps
+        what this misses); True when something was deleted."""
+        if self._data is None:
+            return False
+        directory = await self._quota.directory(session)
+        if directory is None:
+            return False
+        await self._data.remove_session(directory)
+        return await self._quota.forget(session)
+
     # Steps
 
     def _data_dir(self) -> DataDir:

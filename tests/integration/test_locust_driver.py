@@ -128,4 +128,10 @@ def test_a_cpu_bound_load_generator_reports_saturation(tmp_path: Path) -> None:
         deadline = time.monotonic() + 40
         while not run.saturated() and time.monotonic() < deadline:
             time.sleep(1)
-    assert "CPU usage above" in run.saturated()
+            run.check_running()  # samples each process's CPU demand
+    # Locust's own warning (a worker burning a core) or our sampling (a worker that burns or
+    # waits for a core: on a busy machine it cannot burn one)
+    assert any(
+        sign in run.saturated()
+        for sign in ("CPU usage above", "exceeded cpu threshold", "could not keep up")
+    ), run.saturated()

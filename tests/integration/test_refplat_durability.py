@@ -263,14 +263,20 @@ class CreateLoad:
             return len(self.created)
 
 
-def test_acknowledged_creates_survive_a_sentinel_failover_and_the_api_serves_again(
-    processes: Processes, tmp_path: Path
-) -> None:
+def sentinel_pair(processes: Processes) -> tuple[int, int, int]:
+    """A primary, its replica and a sentinel that knows both; their ports."""
     primary, replica, sentinel = free_port(), free_port(), free_port()
     processes.redis("primary", primary)
     processes.redis("replica", replica, "--replicaof", "127.0.0.1", str(primary))
     processes.sentinel("sentinel", sentinel, primary)
     wait_for("the sentinel to see the replica", lambda: _sentinel_knows(sentinel), timeout_s=20)
+    return primary, replica, sentinel
+
+
+def test_acknowledged_creates_survive_a_sentinel_failover_and_the_api_serves_again(
+    processes: Processes, tmp_path: Path
+) -> None:
+    primary, replica, sentinel = sentinel_pair(processes)
     redis_args = ["--redis-sentinel", f"127.0.0.1:{sentinel}", "--redis-master", MASTER]
     waits = ["--redis-wait-replicas", "1", "--redis-wait-timeout-ms", "500"]
     with api_with(tmp_path, *redis_args, *waits) as api:
@@ -325,3 +331,50 @@ def test_the_audit_verifier_reaches_redis_through_a_sentinel(
 
     assert 1 == verify.returncode, verify.stderr
     assert "audit log NOT intact: 1 problem(s) in 1 records" in verify.stderr
+
+
+def test_backup_through_sentinel_reads_whoever_is_master_after_a_failover(
+    processes: Processes, tmp_path: Path
+) -> None:
+    primary, replica, sentinel = sentinel_pair(processes)
+    with client(primary) as conn:
+        conn.set("refplat:tenant:t-before", "written before the failover")
+        conn.execute_command("WAIT", 1, 5000)
+    processes.kill("primary")
+    promoted = functools.partial(_master_is, sentinel, replica)
+    wait_for("the sentinel to promote the replica", promoted, timeout_s=20)
+    with client(replica) as conn:
+        conn.set("refplat:tenant:t-after", "written to the new master")
+    out = tmp_path / "backups"
+    via = ["--redis-sentinel", f"127.0.0.1:{sentinel}", "--redis-master", MASTER]
+    created = subprocess.run(
+        [sys.executable, "-m", "refplat", "backup", "create", *via, "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert 0 == created.returncode, created.stderr
+    fresh = free_port()
+    processes.redis("fresh", fresh)
+    restored = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "refplat",
+            "backup",
+            "restore",
+            "--redis-url",
+            f"redis://127.0.0.1:{fresh}/0",
+            "--from",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert 0 == restored.returncode, restored.stderr
+    with client(fresh) as conn:
+        assert conn.get("refplat:tenant:t-before") == "written before the failover"
+        assert conn.get("refplat:tenant:t-after") == "written to the new master"

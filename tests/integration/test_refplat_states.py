@@ -476,6 +476,17 @@ class Platform(RuleBasedStateMachine):
             assert {s for s in ready if REGIONS[s] == region} == self.snap.ready[region]
 
     @invariant()
+    def the_state_indexes_hold_exactly_the_servers_in_each_state(self) -> None:
+        pipe = self.lua.conn.pipeline(transaction=True)
+        for state in GS:
+            pipe.smembers(f"{P}state:{state.value}")
+            pipe.smembers(f"{P}tenant:t1:state:{state.value}")
+        indexed = iter(pipe.execute())
+        for state in GS:
+            every, tenant = next(indexed), next(indexed)
+            assert set(self.snap.in_state(state.value)) == every == tenant, state
+
+    @invariant()
     def servers_on_a_node_are_in_its_set_and_running_ones_have_a_node(self) -> None:
         for sid, raw in self.snap.servers.items():
             if raw["node"]:

@@ -278,3 +278,70 @@ def test_ending_a_session_twice_is_idempotent_and_keeps_the_record(redis_url: st
 
     assert first == second
     assert (SessionState.ENDED, EndReason.COMPLETED) == (first.state, first.reason)
+
+
+def test_allocate_and_end_read_the_session_in_one_trip_even_after_redis_forgets_its_scripts(
+    redis_url: str,
+) -> None:
+    async def body(store: Store) -> list[Any]:
+        ctl = controller(store)
+        await ready_servers(store, ctl, await lead(store), 2)
+        await store.redis.script_flush()  # as after a Redis restart: EVALSHA answers NOSCRIPT
+        args = {"tenant": "t1", "region": None, "ttl_s": 60.0}
+        created = await store.allocate_and_read(session_id="s-1", idem_key="k", **args)
+        again = await store.allocate_and_read(session_id="s-2", idem_key="k", **args)
+        none_left = await store.allocate_and_read(session_id="s-3", idem_key="", **args)
+        exhausted = await store.allocate_and_read(session_id="s-5", idem_key="", **args)
+        ended = await store.end_and_read(session_id="s-1", tenant="t1", reason=EndReason.COMPLETED)
+        foreign = await store.end_and_read(
+            session_id="s-3", tenant="t2", reason=EndReason.COMPLETED
+        )
+        return [created, again, none_left, exhausted, ended, foreign]
+
+    created, again, third, exhausted, ended, foreign = with_store(redis_url, body)  # 2 servers
+    assert ("created", "s-1", SessionState.ACTIVE) == (created[0], created[1].id, created[1].state)
+    assert ("existing", "s-1") == (again[0], again[1].id)  # the key names the first session
+    assert ("created", "s-3") == (third[0], third[1].id)
+    assert ("none", None) == exhausted
+    assert ended is not None and (SessionState.ENDED, "Completed") == (ended.state, ended.reason)
+    assert foreign is None  # another tenant's session: not found, not ended
+
+
+def test_a_found_token_is_trusted_briefly_and_an_unknown_one_is_never_cached(
+    redis_url: str,
+) -> None:
+    async def body(store: Store) -> list[str | None]:
+        before = await store.tenant_for_token("tok")  # unknown: not remembered as unknown
+        await store.create_tenant(tenant_id="t-9", name="nine", token="tok")
+        found = await store.tenant_for_token("tok")
+        await store.redis.delete(*await store.redis.keys(f"{PREFIX}token:*"))
+        cached = await store.tenant_for_token("tok")  # within TOKEN_CACHE_TTL_S
+        fresh = await Store(store.redis).tenant_for_token("tok")  # another replica
+        return [before, found, cached, fresh]
+
+    assert [None, "t-9", "t-9", None] == with_store(redis_url, body)
+
+
+def test_a_list_by_state_reads_only_that_states_index(redis_url: str) -> None:
+    async def body(store: Store) -> list[Any]:
+        ctl = controller(store)
+        ids = await ready_servers(store, ctl, await lead(store), 3)
+        _, session = await store.allocate_and_read(
+            tenant="t1", region=None, session_id="s-1", ttl_s=60, idem_key=""
+        )
+        assert session is not None
+        allocated = [
+            (await store.page_servers(tenant=t, state="Allocated")).items for t in ("t1", None)
+        ]
+        ready_before = (await store.page_servers(tenant="t1", state="Ready")).items
+        spare = next(i for i in ids if i != session.server_id)
+        await store.redis.srem(f"{PREFIX}tenant:t1:state:Ready", spare)  # off the index
+        ready_after = (await store.page_servers(tenant="t1", state="Ready")).items
+        ids_of = [[s.id for s in page] for page in (*allocated, ready_before, ready_after)]
+        return [session.server_id, spare, *ids_of]
+
+    server, spare, mine, everyones, ready_before, ready_after = with_store(redis_url, body)
+    assert [server] == mine == everyones
+    assert 2 == len(ready_before) and server not in ready_before
+    # The index decides what is read: a Ready server missing from it is not listed.
+    assert [s for s in ready_before if s != spare] == ready_after

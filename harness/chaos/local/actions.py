@@ -10,15 +10,29 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 from typing import Any
 
 from harness.chaos import _target
 from harness.chaos._target import ActivityFailed
+from harness.chaos.network.actions import partition_hosts
+from harness.drivers.process import alive
 from harness.model import Endpoints, ProcessInfo
+from harness.util.http import request
 
-__all__ = ["freeze_controller_leader", "kill_controller_leader", "kill_process", "thaw_all"]
+__all__ = [
+    "freeze_controller_leader",
+    "kill_controller_leader",
+    "kill_node_agent",
+    "kill_process",
+    "partition_node_agent",
+    "thaw_all",
+]
 
 MAX_FREEZE_S = 120.0
+KILL_WAIT_S = 5.0
+LONG_LIVED_S = 10.0
+PLACED = ("Ready", "Allocated")
 
 
 def kill_controller_leader(
@@ -79,6 +93,58 @@ def kill_process(
     return {"signalled": proc.name, "pid": proc.pid, "at": at}
 
 
+def kill_node_agent(
+    target_file: str = "",
+    signal_name: str = "SIGKILL",
+    fault_name: str = "node-agent-kill",
+) -> dict[str, Any]:
+    """Send ``signal_name`` to the live node agent whose loss ends the fewest long-lived
+    sessions (Active for over ``LONG_LIVED_S``), of those the one with the most game servers:
+    they stop answering at once, and the sessions on them end ServerLost when the node is found
+    lost.
+
+    The controller must find the node's heartbeat gone, mark it lost and schedule its servers
+    onto the other nodes; ``probes.servers_ready_elsewhere`` judges that. After a SIGKILL the
+    action returns once the process is gone.
+    """
+    endpoints = _target.load(target_file)
+    proc, why = _choose_agent(endpoints)
+    at = _signal(
+        endpoints,
+        proc,
+        _signum(signal_name),
+        fault_name=fault_name,
+        detail=f"{signal_name} to node agent {proc.name} ({why})",
+    )
+    gone = _wait_gone(proc.pid, KILL_WAIT_S) if signal_name.upper() == "SIGKILL" else None
+    return {"killed": proc.name, "pid": proc.pid, "at": at, "gone": gone}
+
+
+def partition_node_agent(
+    target_file: str = "",
+    *,
+    from_hosts: list[str] | None = None,
+    duration_s: float = 12.0,
+    one_way: bool = False,
+    fault_name: str = "node-partition",
+) -> dict[str, Any]:
+    """Cut the host of the node agent whose loss ends the fewest long-lived sessions (as
+    ``kill_node_agent`` chooses) off from ``from_hosts`` (default: the Redis host) for
+    ``duration_s`` seconds, then heal (``harness.chaos.network.actions.partition_hosts``;
+    namespaced targets only; ``heal_all`` is the rollback).
+    """
+    proc, _ = _choose_agent(_target.load(target_file))
+    host = proc.host or proc.name
+    return partition_hosts(
+        target_file,
+        hosts=[host],
+        from_hosts=from_hosts or ["redis"],
+        one_way=one_way,
+        duration_s=duration_s,
+        fault_name=fault_name,
+    )
+
+
 def freeze_controller_leader(
     target_file: str = "",
     duration_s: float = 10.0,
@@ -132,6 +198,45 @@ def thaw_all(target_file: str = "") -> list[str]:
             os.kill(proc.pid, signal.SIGCONT)
             thawed.append(proc.name)
     return thawed
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    """Wait until ``pid`` is gone (a zombie counts as gone); return whether it went in time."""
+    deadline = time.monotonic() + timeout_s
+    while alive(pid, None):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _choose_agent(endpoints: Endpoints) -> tuple[ProcessInfo, str]:
+    """The live node agent whose loss ends the fewest long-lived sessions (Active for over
+    ``LONG_LIVED_S``), and of those the one running the most game servers (so that losing it
+    matters); with a sentence saying why."""
+    agents = [p for p in endpoints.by_role("agent") if _target.pid_alive(p.pid)]
+    if len(agents) < 2:
+        raise ActivityFailed(f"need two live node agents to lose one, found {len(agents)}")
+    token = endpoints.admin_token()
+    servers = _items(endpoints, "/v1/servers?limit=500", token)
+    node_of = {s["id"]: str(s.get("node") or "") for s in servers}
+    placed = Counter(str(s.get("node") or "") for s in servers if s.get("state") in PLACED)
+    long_lived: Counter[str] = Counter()
+    now = time.time()
+    for session in _items(endpoints, "/v1/sessions?state=Active&limit=500", token):
+        if now - float(session.get("created_at") or now) > LONG_LIVED_S:
+            long_lived[node_of.get(session.get("server_id", ""), "")] += 1
+    proc = min(agents, key=lambda p: (long_lived[p.name], -placed[p.name], p.name))
+    why = f"{placed[proc.name]} game servers, {long_lived[proc.name]} long-lived sessions on it"
+    return proc, why
+
+
+def _items(endpoints: Endpoints, path: str, token: str) -> list[dict[str, Any]]:
+    resp = request("GET", f"{endpoints.api_url}{path}", timeout_s=5.0, token=token)
+    if not resp.ok:
+        raise ActivityFailed(f"GET {path} answered {resp.status or resp.error}")
+    items: list[dict[str, Any]] = resp.json().get("items", [])
+    return items
 
 
 def _leader(endpoints: Endpoints) -> tuple[ProcessInfo, dict[str, Any]]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from mcstatus import JavaServer
 
 from harness.chaos import _target
+from harness.drivers.process import alive
 from harness.util.http import request
 
 __all__ = [
@@ -15,7 +17,11 @@ __all__ = [
     "api_healthy",
     "controller_leader",
     "controller_leader_count",
+    "servers_ready_elsewhere",
 ]
+
+PLACED = ("Ready", "Allocated")
+SETTLED = (*PLACED, "Stopped", "Shutdown", "Error")
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,77 @@ def allocated_servers_reachable(target_file: str = "", timeout_s: float = 2.0) -
     if unreachable:
         log.warning("unreachable allocated servers: %s", ", ".join(unreachable))
     return not unreachable
+
+
+def servers_ready_elsewhere(
+    target_file: str = "", within_s: float = 25.0, fault_name: str = "node-agent-kill"
+) -> bool:
+    """True when, within ``within_s``, every game server is settled and every Ready or
+    Allocated one is on a node whose agent is alive (a node agent's name is its node's).
+
+    After a node agent died, this waits for the controller to find the node lost (its servers
+    leave it) and for its servers to be Ready on the other nodes; both instants, counted from
+    the last ``fault_name`` injection, are recorded on the timeline as ``recovered``.
+    """
+    endpoints = _target.load(target_file)
+    dead = {p.name for p in endpoints.by_role("agent") if not alive(p.pid, None)}
+    deadline = time.monotonic() + within_s
+    detected_at: float | None = None
+    servers: list[dict[str, Any]] = []
+    while True:
+        servers = _all_servers(endpoints)
+        on_dead = [s for s in servers if s.get("node") in dead and s["state"] in PLACED]
+        if dead and not on_dead and detected_at is None:
+            detected_at = time.time()
+        if servers and not on_dead and all(s["state"] in SETTLED for s in servers):
+            break
+        if time.monotonic() >= deadline:
+            log.warning(
+                "not every server is Ready on a live node after %g s: %s",
+                within_s,
+                ", ".join(f"{s['id']} {s['state']} on {s.get('node')}" for s in servers),
+            )
+            return False
+        time.sleep(0.25)
+    if dead:
+        _record_recovery(endpoints, fault_name, dead, detected_at or time.time())
+    return True
+
+
+def _all_servers(endpoints: Any) -> list[dict[str, Any]]:
+    resp = request(
+        "GET",
+        f"{endpoints.api_url}/v1/servers?limit=500",
+        timeout_s=2.0,
+        token=endpoints.admin_token(),
+    )
+    if not resp.ok:
+        log.warning("listing servers answered %s", resp.status or resp.error)
+        return []
+    items: list[dict[str, Any]] = resp.json().get("items", [])
+    return items
+
+
+def _record_recovery(endpoints: Any, fault_name: str, dead: set[str], detected_at: float) -> None:
+    timeline = _target.timeline(endpoints)
+    injected = [
+        e["at"]
+        for e in timeline.faults()
+        if e.get("name") == fault_name and e.get("event") == "injected"
+    ]
+    if not injected:
+        return
+    now = time.time()
+    timeline.append(
+        {
+            "kind": "fault",
+            "name": fault_name,
+            "event": "recovered",
+            "target": ", ".join(sorted(dead)),
+            "detail": f"node lost detected after {detected_at - injected[-1]:.2f} s, servers "
+            f"Ready elsewhere after {now - injected[-1]:.2f} s",
+        }
+    )
 
 
 def controller_leader(target_file: str = "") -> str:

@@ -1,0 +1,148 @@
+"""Benchmark: Redis primary failover through Sentinel on the local target, repeated injections.
+
+Brings up the local target with a Redis primary, two replicas and three Sentinels (and, for
+comparison, times the same topology with a single Redis), then ``--repeat`` times: SIGKILL the
+primary the Sentinels report (``harness.chaos.redis.actions.kill_primary``), and time
+
+- the failover: until a majority of the Sentinels report another primary;
+- API healthy: until ``/readyz`` answers 200 through the load balancer again (both replicas
+  probed by HAProxy, so the blackbox probe sees the same);
+- first write: until a session allocation is acknowledged again (``WAIT`` for a replica);
+
+then restart the old primary as a replica (``restart_redis``) and wait for the Sentinels to see
+it before the next round. Polls every 20 ms. Prints the figures and saves them to
+``reports/bench/redis-failover-<time>.json``.
+
+    python benchmarks/redis_failover.py --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.chaos.redis import actions
+from harness.engine import _seed
+from harness.model import Endpoints
+from harness.targets import LocalTarget, LocalTopology
+from harness.targets._redis import primary_address, sentinels_settled
+from harness.util.http import request
+
+POLL_S = 0.02
+TIMEOUT_S = 60.0
+
+
+def _until(what: str, ok: Callable[[], bool]) -> float:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not ok():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not happen within {TIMEOUT_S:g} s")
+        time.sleep(POLL_S)
+    return time.time()
+
+
+def _sentinels(endpoints: Endpoints) -> list[tuple[str, int]]:
+    out = []
+    for item in endpoints.extra["redis_sentinels"].split(","):
+        host, _, port = item.rpartition(":")
+        out.append((host, int(port)))
+    return out
+
+
+def _allocates(endpoints: Endpoints) -> bool:
+    resp = request(
+        "POST",
+        f"{endpoints.api_url}/v1/sessions",
+        timeout_s=2.0,
+        token=endpoints.tenant_token(),
+        payload={"region": "local"},
+    )
+    if resp.status != 201:
+        return False
+    sid = resp.json()["id"]
+    request(
+        "DELETE",
+        f"{endpoints.api_url}/v1/sessions/{sid}",
+        timeout_s=2.0,
+        token=endpoints.tenant_token(),
+    )
+    return True
+
+
+def _inject(endpoints: Endpoints, target_file: str) -> dict[str, float]:
+    sentinels = _sentinels(endpoints)
+    killed = actions.kill_primary(target_file=target_file)
+    t0 = float(killed["at"])
+    old = killed["address"]
+    failover = _until(
+        "the failover",
+        lambda: (p := primary_address(sentinels)) is not None and f"{p[0]}:{p[1]}" != old,
+    )
+    healthy = _until(
+        "API healthy",
+        lambda: request("GET", f"{endpoints.api_url}/readyz", timeout_s=1.0).ok,
+    )
+    write = _until("an acknowledged write", lambda: _allocates(endpoints))
+    actions.restart_redis(target_file=target_file)
+    _until("the sentinels to settle", lambda: sentinels_settled(sentinels, replicas=2))
+    return {"failover_s": failover - t0, "api_healthy_s": healthy - t0, "first_write_s": write - t0}
+
+
+def _stats(samples: list[float]) -> dict[str, object]:
+    return {
+        "samples_s": [round(s, 3) for s in samples],
+        "p50_s": round(statistics.median(samples), 3),
+        "max_s": round(max(samples), 3),
+    }
+
+
+def _deploy_time(run_dir: Path, run_id: str, topology: LocalTopology) -> tuple[float, float]:
+    started = time.monotonic()
+    with LocalTarget(run_id=run_id, run_dir=run_dir, topology=topology) as target:
+        target.deploy()
+        up = time.monotonic() - started
+        down_started = time.monotonic()
+    return up, time.monotonic() - down_started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("reports/bench"))
+    args = parser.parse_args()
+    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+    run_dir = (args.out / f"redis-failover-{run_id}").resolve()
+    plain = LocalTopology(redis_fsync="always")
+    sentinel = LocalTopology(redis_fsync="always", redis_replicas=2, redis_sentinels=3)
+    plain_up, plain_down = _deploy_time(run_dir / "plain", f"{run_id}-plain", plain)
+    up_s, down_s = _deploy_time(run_dir / "sentinel-deploy", f"{run_id}-deploy", sentinel)
+    with LocalTarget(run_id=run_id, run_dir=run_dir / "sentinel", topology=sentinel) as target:
+        endpoints = _seed.deploy_seeded(target, servers=4, held_sessions=0, ready_timeout_s=60)
+        target_file = str(Path(endpoints.run_dir) / "target.json")
+        rounds = [_inject(endpoints, target_file) for _ in range(args.repeat)]
+    result = {
+        "benchmark": "redis-failover",
+        "run_id": run_id,
+        "repeat": args.repeat,
+        "deploy_up_s": {"single-redis": round(plain_up, 2), "sentinels": round(up_s, 2)},
+        "deploy_down_s": {"single-redis": round(plain_down, 2), "sentinels": round(down_s, 2)},
+        "figures": {key: _stats([r[key] for r in rounds]) for key in rounds[0]},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"redis-failover-{run_id}.json"
+    path.write_text(json.dumps(result, indent=2))
+    for name, fig in result["figures"].items():  # type: ignore[attr-defined]
+        print(f"{name:15} p50 {fig['p50_s']:6.2f} s  max {fig['max_s']:6.2f} s  {fig['samples_s']}")
+    print(f"deploy up {result['deploy_up_s']}, down {result['deploy_down_s']}")
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Resource faults: a CPU hog, and tenants exhausting their disk quota and request budget."""

@@ -1,0 +1,459 @@
+"""The ``kube`` target: refplat's manifests applied to an existing cluster, one namespace per run.
+
+The deploy pipeline, each step waiting for what the next one needs:
+
+1. connect: load the kubeconfig and the chosen context (default: its current context);
+2. guard: refuse a context that is not a test cluster (below) unless ``allow_context`` names it;
+3. render: copy ``platform/manifests`` into the run directory, write the deploy-time secret
+   files an overlay's ``secretGenerator`` reads, and run ``kubectl kustomize`` on the overlay;
+4. relocate: move every namespaced object into the run's namespace ``gsh-<run id>`` (the
+   overlay's Namespace is renamed, keeping its Pod Security labels; RoleBinding subjects follow),
+   and label everything with the run id;
+5. apply: server-side apply through the ``kubernetes`` dynamic client (a PATCH with
+   ``application/apply-patch+yaml`` and ``fieldManager=gsharness``), the Namespace first;
+6. roll out: wait until every Deployment and StatefulSet has all its replicas updated and ready
+   (on KWOK nodes the pods become Running and Ready without containers), logging progress;
+7. record: ``Endpoints`` with the in-cluster URLs of the Services and one entry per pod.
+
+Teardown deletes the run's namespace on every path (Ctrl-C included, via ``__exit__``) and waits
+until it is gone. Namespaces carry the label ``gsharness.io/run-id``, so what a killed run left
+is found with ``kubectl get ns -l gsharness.io/run-id``.
+
+Test clusters: the target deploys and deletes namespaces, so it works only on a cluster that says
+it is a throwaway: one with the ConfigMap ``gsharness-test-cluster`` in ``kube-system``
+(``kubectl create configmap gsharness-test-cluster -n kube-system``; the kind target creates it
+in the clusters it makes). A marker inside the cluster, not a context name, because a context
+name is local to one kubeconfig and says nothing about which cluster it points at. Any other
+context is refused unless the user names it with ``--allow-context NAME``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from harness.model import Endpoints, ProcessInfo
+from harness.targets._kubecluster import kube_bin_dir
+from harness.targets._kubeobjects import (
+    KIND_CRD,
+    apply_rank,
+    namespace_for,
+    relocate,
+    replicas,
+    service_url,
+)
+from harness.util.errors import ConfigError, InfraError
+
+log = logging.getLogger(__name__)
+
+TEST_CLUSTER_MARKER = "gsharness-test-cluster"  # a ConfigMap in kube-system
+MARKER_NAMESPACE = "kube-system"
+FIELD_MANAGER = "gsharness"
+# Names as in harness.model.CAPABILITIES (node-delete and scale are new there).
+CAPABILITIES = ("node-delete", "node-drain", "pod-delete", "scale")
+CALL_TIMEOUT_S = 10.0
+POLL_S = 0.5
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class KubeOptions:
+    """Where and what the kube target deploys."""
+
+    manifests_dir: Path
+    kubectl: Path
+    overlay: str = "kwok"
+    kubeconfig: Path | None = None  # None: $KUBECONFIG or ~/.kube/config, as kubectl reads it
+    context: str | None = None  # None: the kubeconfig's current context
+    allow_context: str | None = None
+    install_crds: bool = False  # apply manifests/crds first (cluster-wide; kept at teardown)
+    rollout_timeout_s: float = 120.0
+    teardown_timeout_s: float = 60.0
+
+
+@dataclass
+class _Rollout:
+    kind: str
+    name: str
+    want: int
+    ready: int = 0
+    updated: int = 0
+    current: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.current and self.ready >= self.want and self.updated >= self.want
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()}/{self.name} {self.ready}/{self.want}"
+
+
+@dataclass
+class _State:
+    api: k8s.ApiClient | None = None
+    context: str = ""
+    server: str = ""
+    created_namespace: bool = False
+    objects: list[dict[str, Any]] = field(default_factory=list)
+
+
+def find_kubectl(repo_root: Path) -> Path:
+    """The pinned kubectl of scripts/kube-build.sh when built, else the one on PATH."""
+    bin_dir = kube_bin_dir(repo_root)
+    if bin_dir is not None:
+        return bin_dir / "kubectl"
+    found = shutil.which("kubectl")
+    if found is None:
+        raise InfraError(
+            "The kube and kind targets need kubectl (for `kubectl kustomize`); run "
+            "scripts/kube-build.sh or install kubectl v1.33."
+        )
+    return Path(found)
+
+
+class KubeTarget:
+    """Deploys an overlay of refplat's manifests into a fresh namespace; always tears it down."""
+
+    name = "kube"
+    capabilities = frozenset(CAPABILITIES)
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        run_dir: Path,
+        options: KubeOptions,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.options = options
+        self.namespace = namespace_for(run_id)
+        self.progress = progress or log.info
+        self._state = _State()
+        self._endpoints: Endpoints | None = None
+
+    def __enter__(self) -> KubeTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.teardown()
+
+    @property
+    def endpoints(self) -> Endpoints:
+        if self._endpoints is None:
+            raise InfraError("The kube target has not been deployed yet.")
+        return self._endpoints
+
+    @property
+    def context(self) -> str:
+        """The kubeconfig context in use (known once deploy() has connected)."""
+        return self._state.context
+
+    def deploy(self) -> Endpoints:
+        """Connect, check the cluster is a test cluster, render, apply, wait for the rollouts."""
+        api = self._connect()
+        self._guard(api)
+        objects = relocate(self._render(), namespace=self.namespace, run_id=self.run_id)
+        self._state.objects = objects
+        dynamic = DynamicClient(api, cache_file=str(self.run_dir / "kube-discovery.json"))  # type: ignore[no-untyped-call]
+        if self.options.install_crds:
+            self._apply(dynamic, self._crds())
+        self._state.created_namespace = True  # from here on, teardown deletes the namespace
+        self._apply(dynamic, objects)
+        self._await_rollouts(api, objects)
+        self._endpoints = self._record(api, objects)
+        return self._endpoints
+
+    def teardown(self) -> None:
+        """Delete the run's namespace (and wait until it is gone); close the API client."""
+        api, self._state.api = self._state.api, None
+        if api is None:
+            return
+        try:
+            if self._state.created_namespace:
+                self._delete_namespace(api)
+        finally:
+            api.close()  # type: ignore[no-untyped-call]
+
+    # --- pipeline steps ---------------------------------------------------------------------
+
+    def _connect(self) -> k8s.ApiClient:
+        opts = self.options
+        config_file = str(opts.kubeconfig) if opts.kubeconfig else None
+        where = config_file or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        try:
+            contexts, current = k8s_config.list_kube_config_contexts(config_file=config_file)  # type: ignore[no-untyped-call]
+        except (k8s_config.ConfigException, OSError) as exc:
+            raise ConfigError(f"{where}: not a usable kubeconfig: {exc}.") from exc
+        names = [c["name"] for c in contexts]
+        context = opts.context or (current or {}).get("name", "")
+        if context not in names:
+            raise ConfigError(
+                f"{where}: no context {context!r} (contexts: {', '.join(names) or 'none'}); "
+                "pass one of them with --context."
+            )
+        api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=config_file, context=context
+        )
+        self._state.api = api
+        self._state.context = context
+        self._state.server = str(api.configuration.host)
+        return api
+
+    def _guard(self, api: k8s.ApiClient) -> None:
+        """Refuse a cluster without the test-cluster marker unless the user named the context."""
+        context, allowed = self._state.context, self.options.allow_context
+        if allowed is not None and allowed != context:
+            raise ConfigError(
+                f"--allow-context {allowed} does not name the context in use ({context}); "
+                f"pass --allow-context {context} to deploy there."
+            )
+        if allowed == context:
+            log.warning("context %s allowed explicitly (--allow-context)", context)
+            return
+        try:
+            k8s.CoreV1Api(api).read_namespaced_config_map(
+                TEST_CLUSTER_MARKER, MARKER_NAMESPACE, _request_timeout=CALL_TIMEOUT_S
+            )
+            return
+        except k8s.ApiException as exc:
+            found = "none there" if exc.status == 404 else f"could not read it: HTTP {exc.status}"
+        raise ConfigError(
+            f"Context {context!r} (cluster {self._state.server}) is not labelled as a test "
+            f"cluster: no ConfigMap {TEST_CLUSTER_MARKER} in {MARKER_NAMESPACE} ({found}). The "
+            "kube target creates and deletes namespaces; label a throwaway cluster with "
+            f"`kubectl --context {context} create configmap {TEST_CLUSTER_MARKER} "
+            f"-n {MARKER_NAMESPACE}`, or name this context explicitly with "
+            f"--allow-context {context}."
+        )
+
+    def _render(self) -> list[dict[str, Any]]:
+        overlay = self.options.overlay
+        source = self.options.manifests_dir
+        if not (source / "overlays" / overlay / "kustomization.yaml").is_file():
+            known = sorted(p.name for p in (source / "overlays").iterdir() if p.is_dir())
+            raise ConfigError(
+                f"{source / 'overlays'}: no overlay {overlay!r} (overlays: {', '.join(known)})."
+            )
+        staged = self.run_dir / "manifests"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(source, staged)
+        self._write_secrets(staged / "overlays" / overlay / "secrets")
+        out = subprocess.run(
+            [str(self.options.kubectl), "kustomize", str(staged / "overlays" / overlay)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if out.returncode != 0:
+            raise ConfigError(
+                f"{source / 'overlays' / overlay}: `kubectl kustomize` failed: {out.stderr.strip()}"
+            )
+        return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+    def _write_secrets(self, directory: Path) -> None:
+        """The run's admin token and audit key, for Endpoints and an overlay's secretGenerator."""
+        own = self.run_dir / "secrets"
+        own.mkdir(parents=True, exist_ok=True, mode=0o700)
+        values = {
+            "admin-token": secrets.token_urlsafe(32) + "\n",
+            "audit-keys": f"k1:{base64.b64encode(secrets.token_bytes(32)).decode()}\n",
+        }
+        for name, value in values.items():
+            (own / name).write_text(value)
+            (own / name).chmod(0o600)
+            if directory.is_dir():
+                (directory / name).write_text(value)
+
+    def _crds(self) -> list[dict[str, Any]]:
+        docs: list[dict[str, Any]] = []
+        for path in sorted((self.options.manifests_dir / "crds").glob("*.yaml")):
+            docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+        return docs
+
+    def _apply(self, dynamic: DynamicClient, objects: list[dict[str, Any]]) -> None:
+        started = time.monotonic()
+        for obj in sorted(objects, key=apply_rank):
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            try:
+                resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=kind)
+                dynamic.server_side_apply(  # type: ignore[no-untyped-call]
+                    resource,
+                    body=obj,
+                    namespace=obj["metadata"].get("namespace"),
+                    field_manager=FIELD_MANAGER,
+                    force_conflicts=True,
+                    _request_timeout=CALL_TIMEOUT_S,
+                )
+            except ResourceNotFoundError as exc:
+                raise InfraError(
+                    f"The cluster of context {self.context!r} has no API for {kind} "
+                    f"({obj['apiVersion']}); install its CRD first (platform/manifests/crds)."
+                ) from exc
+            except k8s.ApiException as exc:
+                raise InfraError(
+                    f"Applying {kind}/{name} to context {self.context!r} failed: {_reason(exc)}."
+                ) from exc
+            if kind == "CustomResourceDefinition":
+                self._await_established(dynamic, name)
+        self.progress(
+            f"applied {len(objects)} object(s) for namespace {self.namespace} "
+            f"in {time.monotonic() - started:.1f} s"
+        )
+
+    def _await_established(self, dynamic: DynamicClient, name: str) -> None:
+        crds = dynamic.resources.get(api_version="apiextensions.k8s.io/v1", kind=KIND_CRD)
+        deadline = time.monotonic() + self.options.rollout_timeout_s
+        while time.monotonic() < deadline:
+            crd = dynamic.get(crds, name=name, _request_timeout=CALL_TIMEOUT_S).to_dict()  # type: ignore[no-untyped-call]
+            conditions = (crd.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                dynamic.resources.invalidate_cache()  # its kinds exist from now on
+                return
+            time.sleep(POLL_S)
+        raise InfraError(f"CRD {name} was not Established within the rollout timeout.")
+
+    def _await_rollouts(self, api: k8s.ApiClient, objects: list[dict[str, Any]]) -> None:
+        rollouts = [
+            _Rollout(kind=o["kind"], name=o["metadata"]["name"], want=replicas(o))
+            for o in objects
+            if o["kind"] in ("Deployment", "StatefulSet")
+        ]
+        apps = k8s.AppsV1Api(api)
+        started = time.monotonic()
+        deadline, report_at = started + self.options.rollout_timeout_s, started
+        while True:
+            for r in rollouts:
+                _observe(apps, self.namespace, r)
+            pending = [r for r in rollouts if not r.done]
+            if not pending:
+                break
+            now = time.monotonic()
+            if now > deadline:
+                raise InfraError(
+                    f"Rollouts in namespace {self.namespace} (context {self.context!r}) did not "
+                    f"finish within {self.options.rollout_timeout_s:g} s: "
+                    f"{', '.join(map(str, pending))}; see `kubectl -n {self.namespace} get "
+                    "events`."
+                )
+            if now >= report_at:
+                self.progress("waiting for rollouts: " + ", ".join(map(str, pending)))
+                report_at = now + PROGRESS_EVERY_S
+            time.sleep(POLL_S)
+        self.progress(
+            f"{len(rollouts)} rollouts complete in {time.monotonic() - started:.1f} s "
+            f"(namespace {self.namespace})"
+        )
+
+    def _record(self, api: k8s.ApiClient, objects: list[dict[str, Any]]) -> Endpoints:
+        services = {
+            o["metadata"]["name"]: service_url(o, self.namespace)
+            for o in objects
+            if o["kind"] == "Service"
+        }
+        pods: Any = k8s.CoreV1Api(api).list_namespaced_pod(
+            self.namespace, _request_timeout=CALL_TIMEOUT_S
+        )
+        processes = tuple(
+            ProcessInfo(
+                name=p.metadata.name,
+                role=(p.metadata.labels or {}).get("app.kubernetes.io/component", ""),
+                pid=0,
+                host=p.spec.node_name or "",
+            )
+            for p in pods.items
+        )
+        return Endpoints(
+            run_id=self.run_id,
+            target=self.name,
+            run_dir=str(self.run_dir),
+            api_url=services.get("refplat-api", ""),
+            admin_token_file=str(self.run_dir / "secrets" / "admin-token"),
+            redis_url=f"{services['refplat-redis']}/0" if "refplat-redis" in services else "",
+            prometheus_url=services.get("prometheus", ""),
+            timeline_file=str(self.run_dir / "timeline.jsonl"),
+            capabilities=tuple(sorted(self.capabilities)),
+            processes=processes,
+            extra={
+                "kube_namespace": self.namespace,
+                "kube_context": self.context,
+                "kube_server": self._state.server,
+                "kube_kubeconfig": str(self.options.kubeconfig or ""),
+                "kube_overlay": self.options.overlay,
+                **{f"service:{name}": url for name, url in services.items()},
+            },
+        )
+
+    def _delete_namespace(self, api: k8s.ApiClient) -> None:
+        core = k8s.CoreV1Api(api)
+        try:
+            core.delete_namespace(self.namespace, _request_timeout=CALL_TIMEOUT_S)
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise InfraError(
+                f"Could not delete namespace {self.namespace} (context {self.context!r}): "
+                f"HTTP {exc.status}; delete it with `kubectl delete ns {self.namespace}`."
+            ) from exc
+        deadline = time.monotonic() + self.options.teardown_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                core.read_namespace(self.namespace, _request_timeout=CALL_TIMEOUT_S)
+            except k8s.ApiException as exc:
+                if exc.status == 404:
+                    self.progress(f"namespace {self.namespace} deleted")
+                    return
+                raise
+            time.sleep(POLL_S)
+        log.warning(
+            "namespace %s is still terminating after %g s; it goes away on its own",
+            self.namespace,
+            self.options.teardown_timeout_s,
+        )
+
+
+def _observe(apps: k8s.AppsV1Api, namespace: str, rollout: _Rollout) -> None:
+    """Read one workload's status (``kubectl rollout status`` semantics)."""
+    if rollout.kind == "Deployment":
+        obj: Any = apps.read_namespaced_deployment_status(
+            rollout.name, namespace, _request_timeout=CALL_TIMEOUT_S
+        )
+        status = obj.status
+        rollout.ready = status.available_replicas or 0
+        rollout.updated = status.updated_replicas or 0
+        rollout.current = (status.observed_generation or 0) >= obj.metadata.generation
+        return
+    obj = apps.read_namespaced_stateful_set_status(
+        rollout.name, namespace, _request_timeout=CALL_TIMEOUT_S
+    )
+    status = obj.status
+    rollout.ready = status.ready_replicas or 0
+    rollout.updated = status.updated_replicas or 0
+    rollout.current = (
+        status.observed_generation or 0
+    ) >= obj.metadata.generation and status.current_revision == status.update_revision
+
+
+def _reason(exc: k8s.ApiException) -> str:
+    """The apiserver's message from an error's Status body, else the HTTP status."""
+    try:
+        message = yaml.safe_load(exc.body or "{}").get("message", "")
+    except (yaml.YAMLError, AttributeError):
+        message = ""
+    return str(message or f"HTTP {exc.status}")

@@ -1,0 +1,173 @@
+"""The kube target against the real control plane (KWOK nodes): it refuses a cluster that is not
+labelled as a test cluster unless the context is named with --allow-context, deploys an overlay
+into a namespace of its own with server-side apply, waits for the rollouts and deletes the
+namespace at teardown."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from harness.targets import KubeCluster, KubeOptions, KubeTarget
+from harness.targets._kube import MARKER_NAMESPACE, TEST_CLUSTER_MARKER
+from harness.targets._kubeobjects import RUN_LABEL
+from harness.util.errors import ConfigError
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(4000)]
+
+MANIFESTS = REPO_ROOT / "platform" / "manifests"
+CONTEXT = "gsharness"  # the context KubeCluster writes
+CRD_NAME = "prometheusrules.monitoring.coreos.com"
+REDIS_CLAIMS = ("data-refplat-redis-0", "data-refplat-redis-1")
+# The kind overlay's workloads: (kind, name) -> replicas.
+KIND_WORKLOADS = {
+    ("Deployment", "refplat-api"): 3,
+    ("Deployment", "refplat-controller"): 2,
+    ("Deployment", "prometheus"): 1,
+    ("StatefulSet", "refplat-redis"): 2,
+    ("StatefulSet", "refplat-sentinel"): 3,
+}
+
+
+def options(cluster: KubeCluster, **overrides: object) -> KubeOptions:
+    base = KubeOptions(
+        manifests_dir=MANIFESTS,
+        kubectl=cluster.bin_dir / "kubectl",
+        kubeconfig=cluster.kubeconfig,
+        context=CONTEXT,
+        rollout_timeout_s=60,
+    )
+    return KubeOptions(**{**base.__dict__, **overrides})  # type: ignore[arg-type]
+
+
+def target(cluster: KubeCluster, run_dir: Path, **overrides: object) -> KubeTarget:
+    run_id = f"t-{uuid.uuid4().hex[:8]}"
+    return KubeTarget(run_id=run_id, run_dir=run_dir, options=options(cluster, **overrides))
+
+
+def namespace_exists(api: k8s.ApiClient, name: str) -> bool:
+    try:
+        k8s.CoreV1Api(api).read_namespace(name, _request_timeout=10)
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+@pytest.fixture
+def labelled(kube_api: k8s.ApiClient) -> Iterator[None]:
+    """The session's cluster marked as a test cluster for one test."""
+    core = k8s.CoreV1Api(kube_api)
+    marker = k8s.V1ConfigMap.from_dict({"metadata": {"name": TEST_CLUSTER_MARKER}})
+    assert marker is not None
+    core.create_namespaced_config_map(MARKER_NAMESPACE, marker, _request_timeout=10)
+    yield
+    core.delete_namespaced_config_map(TEST_CLUSTER_MARKER, MARKER_NAMESPACE, _request_timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("allow", "expected"),
+    [
+        (None, f"--allow-context {CONTEXT}"),
+        ("production-eu", f"does not name the context in use ({CONTEXT})"),
+    ],
+    ids=["no-flag", "flag-names-another-context"],
+)
+def test_an_unlabelled_context_is_refused_naming_the_context_and_the_flag(
+    kube_cluster: KubeCluster,
+    kube_api: k8s.ApiClient,
+    tmp_path: Path,
+    allow: str | None,
+    expected: str,
+) -> None:
+    kube = target(kube_cluster, tmp_path, allow_context=allow)
+    with kube, pytest.raises(ConfigError) as refused:
+        kube.deploy()
+    message = str(refused.value)
+    assert expected in message
+    assert repr(CONTEXT) in message or f"({CONTEXT})" in message
+    assert not namespace_exists(kube_api, kube.namespace)
+
+
+def test_the_kwok_overlay_goes_into_a_fresh_namespace_that_teardown_removes(
+    kube_cluster: KubeCluster, kube_api: k8s.ApiClient, labelled: None, tmp_path: Path
+) -> None:
+    kube = target(kube_cluster, tmp_path)
+    with kube:
+        endpoints = kube.deploy()
+        ns = k8s.CoreV1Api(kube_api).read_namespace(kube.namespace, _request_timeout=10)
+        binding = k8s.RbacAuthorizationV1Api(kube_api).read_namespaced_role_binding(
+            "refplat-controller", kube.namespace, _request_timeout=10
+        )
+        account = k8s.CoreV1Api(kube_api).read_namespaced_service_account(
+            "refplat-controller", kube.namespace, _request_timeout=10
+        )
+    labels = ns.metadata.labels
+    assert (kube.run_id, "restricted") == (
+        labels[RUN_LABEL],
+        labels["pod-security.kubernetes.io/enforce"],
+    )
+    assert [kube.namespace] == [s.namespace for s in binding.subjects]
+    assert "gsharness" in [m.manager for m in account.metadata.managed_fields]
+    assert ("kube", kube.namespace) == (endpoints.target, endpoints.extra["kube_namespace"])
+    assert ("node-delete", "node-drain", "pod-delete", "scale") == endpoints.capabilities
+    assert not namespace_exists(kube_api, kube.namespace)
+
+
+@pytest.fixture
+def crd_and_volumes(
+    kube_cluster: KubeCluster, kube_api: k8s.ApiClient, tmp_path: Path
+) -> Iterator[KubeTarget]:
+    """A kube target for the kind overlay, allowed by flag, with its Redis volumes pre-bound
+    (the test cluster has no storage provisioner); the CRD and the volumes removed after."""
+    kube = target(kube_cluster, tmp_path, overlay="kind", install_crds=True, allow_context=CONTEXT)
+    core = k8s.CoreV1Api(kube_api)
+    names = [f"{kube.namespace}-{claim}" for claim in REDIS_CLAIMS]
+    for name, claim in zip(names, REDIS_CLAIMS, strict=True):
+        volume = k8s.V1PersistentVolume.from_dict(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "hostPath": {"path": f"/nonexistent/{claim}"},  # KWOK never mounts it
+                    "claimRef": {"namespace": kube.namespace, "name": claim},
+                },
+            }
+        )
+        assert volume is not None
+        core.create_persistent_volume(volume, _request_timeout=10)
+    yield kube
+    for name in names:
+        core.delete_persistent_volume(name, _request_timeout=10)
+    k8s.ApiextensionsV1Api(kube_api).delete_custom_resource_definition(
+        CRD_NAME, _request_timeout=10
+    )
+
+
+def test_a_context_named_with_the_flag_is_accepted_and_the_kind_overlay_rolls_out(
+    kube_api: k8s.ApiClient, crd_and_volumes: KubeTarget
+) -> None:
+    kube = crd_and_volumes
+    with kube:
+        endpoints = kube.deploy()
+        apps = k8s.AppsV1Api(kube_api)
+        ready = {
+            ("Deployment", d.metadata.name): d.status.available_replicas
+            for d in apps.list_namespaced_deployment(kube.namespace, _request_timeout=10).items
+        } | {
+            ("StatefulSet", s.metadata.name): s.status.ready_replicas
+            for s in apps.list_namespaced_stateful_set(kube.namespace, _request_timeout=10).items
+        }
+    assert KIND_WORKLOADS == ready
+    assert f"http://refplat-api.{kube.namespace}.svc:80" == endpoints.api_url
+    assert 11 == len(endpoints.processes)
+    assert all(p.host.startswith("kwok-node-") for p in endpoints.processes)
+    assert not namespace_exists(kube_api, kube.namespace)
