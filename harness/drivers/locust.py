@@ -304,6 +304,10 @@ class LocustRun:
     def summary(self) -> LoadSummary:
         """Whole-run statistics: Locust's JSON file, or in a distributed run the workers' own
         per-second counts (exact) when every worker wrote them."""
+        # The workers' files first: a master stopped before its workers reported (a run of a
+        # few seconds) may write no JSON at all, while the workers' files are complete.
+        if self.distributed and self._seconds_complete and (seconds := self._seconds()) is not None:
+            return summarize_window(seconds, -math.inf, math.inf)
         try:
             entries = json.loads(self.json_path.read_text())
         except (OSError, ValueError) as exc:
@@ -311,8 +315,6 @@ class LocustRun:
                 f"Locust wrote no readable statistics to {self.json_path} ({exc}); see "
                 f"{self.log_path}:\n{tail(self.log_path)}"
             ) from exc
-        if self.distributed and self._seconds_complete and (seconds := self._seconds()):
-            return summarize_window(seconds, -math.inf, math.inf)
         return summarize(entries)
 
     def phase_summaries(self, phases: Sequence[PhaseRecord]) -> dict[str, LoadSummary]:
