@@ -39,6 +39,8 @@ STOP_TIMEOUT_S = 20.0
 WORKER_STOP_TIMEOUT_S = 10.0
 # How long a master waits for its workers to connect before it gives up (and exits).
 EXPECT_WORKERS_MAX_WAIT_S = 60
+# How long stop() waits for a master that is still starting (see LocustRun._await_started).
+STARTUP_WAIT_S = 20.0
 
 
 def usable_cores() -> int:
@@ -265,6 +267,7 @@ class LocustRun:
                 self._ended.setdefault(proc.name, _end_reason(proc))
         self._stopped = True
         master, *workers = self.processes
+        self._await_started(master)
         _terminate(master, STOP_TIMEOUT_S)
         deadline = time.monotonic() + WORKER_STOP_TIMEOUT_S
         for proc in workers:
@@ -276,6 +279,20 @@ class LocustRun:
         if self.distributed:
             self._merge_per_second()
         return master.popen.returncode if master.popen is not None else None
+
+    def _await_started(self, master: LocustProcess) -> None:
+        """Before stopping a run of a few seconds, let the master come up (it writes its first
+        history row once its runner is running; bounded): a Locust stopped while still
+        importing writes no statistics at all, and the run would be INVALID for no fault."""
+        deadline = time.monotonic() + STARTUP_WAIT_S
+        history = self.out_dir / "locust_stats_history.csv"
+        while (
+            master.popen is not None
+            and master.popen.poll() is None
+            and not history.exists()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
 
     def _merge_per_second(self) -> None:
         merged: dict[str, dict[str, dict[str, Any]]] = {}
