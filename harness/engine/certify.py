@@ -229,6 +229,17 @@ def _deploy(req: CertifyRequest, target: LocalTarget) -> Endpoints:
     )
 
 
+# A master and its workers take seconds to connect: a run whose timed phases are shorter than
+# this drives one Locust process unless the profile names ``load.workers``.
+DISTRIBUTED_MIN_S = 20.0
+
+
+def _timed_s(s: Settings) -> float:
+    """Seconds of the run's timed phases (warm-up, baseline, settles, recovery)."""
+    p = s.phases
+    return p.warmup_s + p.baseline_s + p.settle_s * max(p.rounds - 1, 0) + p.recovery_s
+
+
 def _drive(
     req: CertifyRequest,
     target: LocalTarget,
@@ -255,7 +266,7 @@ def _drive(
         )
         + LOCUST_MARGIN_S,
         extra_args=("--harness-target-file", str(target_file), *s.load.args),
-        workers=s.load.workers or None,
+        workers=s.load.workers or (None if _timed_s(s) >= DISTRIBUTED_MIN_S else 1),
         metrics_host=target.locust_metrics[0] if target.locust_metrics else "127.0.0.1",
         metrics_port=target.locust_metrics[1] if target.locust_metrics else None,
     )
