@@ -1,11 +1,18 @@
-"""Benchmark: controller recovery per fault type on the local target, repeated injections.
+"""Benchmark: recovery from process faults on the local target, repeated injections.
 
 Brings up the local target with enough controller replicas to lose one per kill, then injects
-each fault ``--repeat`` times: SIGKILL of the leader (a new leader must take over) and SIGSTOP
-of the leader for longer than its lease (a standby takes over; the thawed one is fenced).
-Recovery is the time from the signal to the first completed reconcile by the new leader, read
-from the controllers' own ``refplat_controller_leader_first_reconcile_timestamp_seconds``.
-Prints the figures and saves them to ``reports/bench/recovery-<time>.json``.
+each fault ``--repeat`` times:
+
+- controller-leader-kill (SIGKILL) and controller-leader-freeze (SIGSTOP for longer than the
+  lease; the thawed one is fenced): from the signal to the first completed reconcile by the new
+  leader, read from the controllers' own
+  ``refplat_controller_leader_first_reconcile_timestamp_seconds``;
+- api-replica-kill (SIGKILL of one API replica, restarted as a service manager would): from the
+  kill until HAProxy has it out of rotation, and until the restarted replica is back in
+  rotation; and the requests through the load balancer that failed meanwhile (a client probing
+  every 20 ms: HAProxy's retries should hide the dead replica).
+
+Prints p50/max per fault (``_figures``) and saves ``reports/bench/recovery-<time>.json``.
 
     python benchmarks/recovery.py --repeat 5
 """
@@ -13,16 +20,19 @@ Prints the figures and saves them to ``reports/bench/recovery-<time>.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import secrets
 import signal
-import statistics
 import sys
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from _figures import Figures
+
+from harness.chaos.deploy._replicas import lb_states
+from harness.chaos.local import actions as local
 from harness.engine import _seed
 from harness.model import Endpoints, ProcessInfo
 from harness.targets import LocalTarget, LocalTopology
@@ -31,6 +41,7 @@ from harness.util.http import request
 GAUGE = re.compile(r"^refplat_controller_leader_first_reconcile_timestamp_seconds (\S+)$", re.M)
 FREEZE_S = 8.0
 TIMEOUT_S = 30.0
+POLL_S = 0.02
 
 
 def _status(proc: ProcessInfo) -> dict[str, object] | None:
@@ -64,7 +75,7 @@ def _recovered_at(endpoints: Endpoints, *, after: float, exclude: str) -> float:
     raise SystemExit(f"no new leader reconciled within {TIMEOUT_S:g} s")
 
 
-def _inject(endpoints: Endpoints, kind: str) -> float:
+def _controller_fault(endpoints: Endpoints, kind: str) -> float:
     leader = _leader(endpoints)
     t0 = time.time()
     os.kill(leader.pid, signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
@@ -76,46 +87,91 @@ def _inject(endpoints: Endpoints, kind: str) -> float:
             os.kill(leader.pid, signal.SIGCONT)
 
 
+def _until_lb(endpoints: Endpoints, server: str, state: str) -> float:
+    deadline = time.monotonic() + TIMEOUT_S
+    while lb_states(endpoints).get(server) != state:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"HAProxy did not mark {server} {state} within {TIMEOUT_S:g} s")
+        time.sleep(POLL_S)
+    return time.time()
+
+
+class _Prober:
+    """GET /healthz through the load balancer every POLL_S until stopped; counts failures."""
+
+    def __init__(self, api_url: str) -> None:
+        self.api_url, self.sent, self.failed = api_url, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sent += 1
+            self.failed += not request("GET", f"{self.api_url}/healthz", timeout_s=2.0).ok
+            self._stop.wait(POLL_S)
+
+    def __enter__(self) -> _Prober:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+
+def _api_kill(target: LocalTarget, target_file: Path) -> tuple[float, float, int]:
+    """Kill one API replica, restart it; (out of rotation s, back in rotation s, failures)."""
+    endpoints = Endpoints.read(target_file)
+    with _Prober(endpoints.api_url) as prober:
+        killed = local.kill_process(str(target_file), role="api", fault_name="api-replica-kill")
+        name, t0 = str(killed["signalled"]), float(killed["at"])
+        out = _until_lb(endpoints, name, "DOWN") - t0
+        restarted = target.restart(name)
+        back = _until_lb(restarted, name, "UP") - t0
+    replace(restarted, tenant_token_file=endpoints.tenant_token_file).write(target_file)
+    return out, back, prober.failed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
     args = parser.parse_args()
-    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
-    run_dir = (args.out / f"recovery-{run_id}").resolve()
+    figures = Figures("recovery", out=args.out)
     topology = LocalTopology(controller_replicas=args.repeat + 2, node_agents=1)
-    figures: dict[str, dict[str, object]] = {}
     started = time.monotonic()
-    with LocalTarget(run_id=run_id, run_dir=run_dir, topology=topology) as target:
+    with LocalTarget(run_id=figures.run_id, run_dir=figures.run_dir, topology=topology) as target:
         endpoints = _seed.deploy_seeded(target, servers=2, held_sessions=0, ready_timeout_s=60)
-        up_s = time.monotonic() - started
-        for kind in ("freeze", "kill"):
-            samples = [_inject(endpoints, kind) for _ in range(args.repeat)]
-            figures[f"controller-leader-{kind}"] = {
-                "samples_s": [round(s, 3) for s in samples],
-                "p50_s": round(statistics.median(samples), 3),
-                "p95_s": round(sorted(samples)[max(0, round(0.95 * len(samples)) - 1)], 3),
-                "max_s": round(max(samples), 3),
-            }
-        down_started = time.monotonic()
-    result = {
-        "benchmark": "recovery",
-        "run_id": run_id,
-        "repeat": args.repeat,
-        "topology_up_s": round(up_s, 2),
-        "topology_down_s": round(time.monotonic() - down_started, 2),
-        "faults": figures,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"recovery-{run_id}.json"
-    path.write_text(json.dumps(result, indent=2))
-    for name, fig in figures.items():
-        print(
-            f"{name:26} p50 {fig['p50_s']:6.2f} s  p95 {fig['p95_s']:6.2f} s  "
-            f"max {fig['max_s']:6.2f} s  samples {fig['samples_s']}"
+        figures.value("topology up (7 controllers, 1 agent)", time.monotonic() - started)
+        target_file = figures.run_dir / "target.json"
+        for kind in ("kill", "freeze"):
+            samples = [_controller_fault(endpoints, kind) for _ in range(args.repeat)]
+            figures.add(
+                f"controller-leader-{kind}",
+                samples,
+                meaning=f"SIG{'KILL' if kind == 'kill' else 'STOP'} of the leader to the first "
+                "reconcile by the new leader",
+            )
+        kills = [_api_kill(target, target_file) for _ in range(args.repeat)]
+        figures.add(
+            "api-replica-kill out of rotation",
+            [k[0] for k in kills],
+            meaning="SIGKILL of an API replica until HAProxy marks it DOWN",
         )
-    print(f"topology up {result['topology_up_s']} s, down {result['topology_down_s']} s")
-    print(f"saved {path}")
+        figures.add(
+            "api-replica-kill back in rotation",
+            [k[1] for k in kills],
+            meaning="SIGKILL until the restarted replica is UP in HAProxy",
+        )
+        figures.add(
+            "api-replica-kill failed requests",
+            [float(k[2]) for k in kills],
+            unit="req",
+            meaning="failed GET /healthz through the LB (one every 20 ms) during the kill",
+        )
+        down_started = time.monotonic()
+    figures.value("topology down", time.monotonic() - down_started)
+    figures.save(repeat=args.repeat)
     return 0
 
 

@@ -10,22 +10,21 @@ primary the Sentinels report (``harness.chaos.redis.actions.kill_primary``), and
 - first write: until a session allocation is acknowledged again (``WAIT`` for a replica);
 
 then restart the old primary as a replica (``restart_redis``) and wait for the Sentinels to see
-it before the next round. Polls every 20 ms. Prints the figures and saves them to
-``reports/bench/redis-failover-<time>.json``.
+it before the next round. Polls every 20 ms. Prints p50/max per figure (``_figures``) and
+saves them to ``reports/bench/redis-failover-<time>.json``.
 
-    python benchmarks/redis_failover.py --repeat 3
+    python benchmarks/redis_failover.py --repeat 5
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import secrets
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from _figures import Figures
 
 from harness.chaos.redis import actions
 from harness.engine import _seed
@@ -94,14 +93,6 @@ def _inject(endpoints: Endpoints, target_file: str) -> dict[str, float]:
     return {"failover_s": failover - t0, "api_healthy_s": healthy - t0, "first_write_s": write - t0}
 
 
-def _stats(samples: list[float]) -> dict[str, object]:
-    return {
-        "samples_s": [round(s, 3) for s in samples],
-        "p50_s": round(statistics.median(samples), 3),
-        "max_s": round(max(samples), 3),
-    }
-
-
 def _deploy_time(run_dir: Path, run_id: str, topology: LocalTopology) -> tuple[float, float]:
     started = time.monotonic()
     with LocalTarget(run_id=run_id, run_dir=run_dir, topology=topology) as target:
@@ -111,13 +102,20 @@ def _deploy_time(run_dir: Path, run_id: str, topology: LocalTopology) -> tuple[f
     return up, time.monotonic() - down_started
 
 
+MEANINGS = {
+    "failover_s": "SIGKILL of the primary until a majority of Sentinels report another",
+    "api_healthy_s": "SIGKILL until /readyz answers 200 through the load balancer",
+    "first_write_s": "SIGKILL until a session allocation is acknowledged (WAIT 1) again",
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("reports/bench"))
     args = parser.parse_args()
-    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
-    run_dir = (args.out / f"redis-failover-{run_id}").resolve()
+    figures = Figures("redis-failover", out=args.out)
+    run_id, run_dir = figures.run_id, figures.run_dir
     plain = LocalTopology(redis_fsync="always")
     sentinel = LocalTopology(redis_fsync="always", redis_replicas=2, redis_sentinels=3)
     plain_up, plain_down = _deploy_time(run_dir / "plain", f"{run_id}-plain", plain)
@@ -126,21 +124,14 @@ def main() -> int:
         endpoints = _seed.deploy_seeded(target, servers=4, held_sessions=0, ready_timeout_s=60)
         target_file = str(Path(endpoints.run_dir) / "target.json")
         rounds = [_inject(endpoints, target_file) for _ in range(args.repeat)]
-    result = {
-        "benchmark": "redis-failover",
-        "run_id": run_id,
-        "repeat": args.repeat,
-        "deploy_up_s": {"single-redis": round(plain_up, 2), "sentinels": round(up_s, 2)},
-        "deploy_down_s": {"single-redis": round(plain_down, 2), "sentinels": round(down_s, 2)},
-        "figures": {key: _stats([r[key] for r in rounds]) for key in rounds[0]},
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"redis-failover-{run_id}.json"
-    path.write_text(json.dumps(result, indent=2))
-    for name, fig in result["figures"].items():  # type: ignore[attr-defined]
-        print(f"{name:15} p50 {fig['p50_s']:6.2f} s  max {fig['max_s']:6.2f} s  {fig['samples_s']}")
-    print(f"deploy up {result['deploy_up_s']}, down {result['deploy_down_s']}")
-    print(f"saved {path}")
+    for key, meaning in MEANINGS.items():
+        name = f"redis-primary-failover {key.removesuffix('_s').replace('_', ' ')}"
+        figures.add(name, [r[key] for r in rounds], meaning=meaning)
+    figures.value("deploy up, single redis", plain_up, meaning="deploy only, no seeding")
+    figures.value("deploy down, single redis", plain_down)
+    figures.value("deploy up, redis +2 replicas/3 sentinels", up_s, meaning="deploy only")
+    figures.value("deploy down, redis +2 replicas/3 sentinels", down_s)
+    figures.save(repeat=args.repeat)
     return 0
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 from harness.config import Settings, load_settings
+from harness.engine import cluster as kube_cluster
 from harness.engine.certify import CertifyRequest, Interrupted, certify
 from harness.engine.lifecycle import bring_down, bring_up, reap_stale_runs
 from harness.model import ExitCode, RunRecord
@@ -29,10 +30,11 @@ from harness.report import (
     write_junit,
     write_run_json,
 )
-from harness.targets import TARGETS, LocalTopology
+from harness.targets import TARGETS, KubeOptions, LocalTopology, check_kube_flags, find_kubectl
 from harness.util.errors import ConfigError, HarnessError
 
 log = logging.getLogger("harness")
+CLUSTER_KUBECONFIG = Path("cluster") / "kubeconfig"  # under .harness: `harness cluster up`'s
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("certify", help="deploy, load, inject faults, judge the SLOs, report")
     c.add_argument("--target", choices=TARGETS, default="local")
+    c.add_argument("--kubeconfig", type=Path, default=None, help="--target kube: the cluster")
+    c.add_argument("--context", default=None, help="--target kube: a context of the kubeconfig")
+    c.add_argument(
+        "--allow-context", default=None, metavar="NAME", help="use NAME though not a test cluster"
+    )
     common(c)
     u = sub.add_parser("up", help="deploy and seed the local target and leave it running")
     common(u)
@@ -79,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where the Allure results go (default: RUN_DIR/allure-results)",
     )
+    k = sub.add_parser("cluster", help="a local Kubernetes control plane with KWOK nodes")
+    k.add_argument("action", choices=("up", "down", "status"))
+    k.add_argument("--kwok", action="store_true", help="KWOK nodes (the only kind here; default)")
+    k.add_argument("--nodes", type=int, default=3, metavar="N", help="KWOK nodes (default: 3)")
     return parser
 
 
@@ -95,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             return _history(args)
         if args.command == "report":
             return _report(args.run_dir, allure_results=args.allure_results)
+        if args.command == "cluster":
+            return _cluster(args.action, nodes=args.nodes, state_dir=state_dir)
         reap_stale_runs(state_dir)
         if args.command == "down":
             stopped = bring_down(state_dir)
@@ -140,6 +153,7 @@ def _certify(
         run_id=run_id,
         state_dir=state_dir,
         progress=True,
+        kube=_kube_options(args, state_dir) if args.target == "kube" else None,
     )
     log.info(
         "run %s: profile %s on target %s; files in %s", run_id, settings.name, args.target, run_dir
@@ -151,6 +165,22 @@ def _certify(
     print(f"report:   {run_dir / 'report.html'}")
     print(f"allure:   {run_dir / 'allure-results'} (HTML: make report)")
     return int(record.exit_code)
+
+
+def _kube_options(args: argparse.Namespace, state_dir: Path) -> KubeOptions:
+    """``--target kube``: the kwok overlay on the named cluster (default: `harness cluster up`)."""
+    kubeconfig: Path | None = args.kubeconfig
+    if kubeconfig is None and args.context is None and (state_dir / CLUSTER_KUBECONFIG).is_file():
+        kubeconfig = (state_dir / CLUSTER_KUBECONFIG).resolve()
+    check_kube_flags(kubeconfig, args.context)
+    return KubeOptions(
+        manifests_dir=Path.cwd() / "platform" / "manifests",
+        kubectl=find_kubectl(Path.cwd()),
+        overlay="kwok",
+        kubeconfig=kubeconfig,
+        context=args.context,
+        allow_context=args.allow_context,
+    )
 
 
 def _write_reports(record: RunRecord, run_dir: Path) -> None:
@@ -190,7 +220,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _up(settings: Settings, *, run_id: str, run_dir: Path, state_dir: Path) -> int:
-    topology = LocalTopology.from_settings(settings)
+    topology = LocalTopology.from_settings(settings, repo_root=Path.cwd())
     endpoints = bring_up(
         run_id=run_id,
         run_dir=run_dir,
@@ -205,6 +235,22 @@ def _up(settings: Settings, *, run_id: str, run_dir: Path, state_dir: Path) -> i
     print("  try:        chaos run experiments/controller-leader-kill.yaml")
     print("  stop with:  harness down")
     return ExitCode.PASS
+
+
+def _cluster(action: str, *, nodes: int, state_dir: Path) -> int:
+    """``harness cluster up|down|status`` (see harness.engine.cluster)."""
+    if action == "up":
+        up = kube_cluster.cluster_up(state_dir=state_dir, repo_root=Path.cwd(), nodes=nodes)
+        print(kube_cluster.describe_up(up))
+        return ExitCode.PASS
+    if action == "down":
+        stopped = kube_cluster.cluster_down(state_dir=state_dir)
+        what = f"stopped {', '.join(stopped)}" if stopped else "nothing was running"
+        print(f"harness cluster down: {what}")
+        return ExitCode.PASS
+    state, processes = kube_cluster.cluster_status(state_dir=state_dir)
+    print(kube_cluster.describe_status(state, processes))
+    return ExitCode.PASS if kube_cluster.status_is_healthy(state, processes) else ExitCode.INFRA
 
 
 def _configure_logging(*, verbose: bool) -> None:

@@ -14,10 +14,20 @@ exactly as if the file had none. Parameters come from the command line or the en
 
     locust -f loadtests/players.py --headless --shape ramp --shape-users 200 --shape-ramp-s 60
 
+With ``--shape-servers N`` the shape counts game servers instead of users: the locustfile's
+user classes that say ``holds_server = True`` (weight 0, so plain runs leave them out) are the
+only ones started, each allocates one session and holds it, so the shape's user count is the
+number of allocated game servers it asks for::
+
+    locust -f loadtests/tenant.py --headless --shape ramp --shape-servers 10000 --shape-ramp-s 120
+
+ramps from 0 to 10,000 allocated game servers over 120 s and holds them until ``-t``.
+
 The profiles are pure functions of the seconds since the shape started, so a test can drive
 :meth:`HarnessShape.tick` with a fake clock. ``--shape-users`` defaults to ``-u``, the spawn
-rate to ``-r`` (else the profile's own), and ``--shape-duration-s`` of 0 holds the last level
-until ``-t`` or Ctrl-C stops the run.
+rate to ``-r`` (else the profile's own), and ``--shape-duration-s`` defaults to ``-t`` (headless
+Locust applies ``-t`` only after a shape has ended, so the shape ends the run itself); with
+neither, the last level is held until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -156,9 +166,11 @@ def _add_arguments(parser: Any) -> None:
     )  # fmt: skip
     numbers: list[tuple[str, type, str]] = [
         ("users", int, "users at the shape's peak (default: -u)"),
+        ("servers", int, "game servers held at the peak, one per session-holding user "
+                         "(instead of --shape-users; base-users then counts servers too)"),
         ("base-users", int, "ramp: users at the start; spike: users outside the spike"),
         ("spawn-rate", float, "steady: users started per second (default: -r, else all at once)"),
-        ("duration-s", float, "seconds until the shape ends the run (0: until -t; soak needs it)"),
+        ("duration-s", float, "seconds until the shape ends the run (default: -t; soak needs one)"),
         ("ramp-s", float, "ramp: seconds to reach --shape-users; soak: seconds up and down"),
         ("spike-at-s", float, "spike: seconds into the run when the spike starts"),
         ("spike-s", float, "spike: seconds the spike lasts"),
@@ -176,11 +188,26 @@ def _number(options: Any, name: str, default: float) -> float:
     return float(value)
 
 
+def servers_wanted(options: Any) -> int | None:
+    """``--shape-servers`` (None when not given); ShapeError when it clashes with users."""
+    servers = getattr(options, "shape_servers", None)
+    if servers is None:
+        return None
+    if getattr(options, "shape_users", None) is not None:
+        raise ShapeError("pass --shape-servers or --shape-users, not both")
+    if servers < 1:
+        raise ShapeError(f"--shape-servers must be 1 or more, got {servers}")
+    return int(servers)
+
+
 def profile_from(options: Any) -> Profile:
     """The profile that ``options`` (Locust's parsed options) ask for; ShapeError if invalid."""
     name = options.shape
-    users = int(_number(options, "users", options.num_users or 1))
-    duration_s = _number(options, "duration-s", 0)
+    servers = servers_wanted(options)
+    users = servers or int(_number(options, "users", options.num_users or 1))
+    # Headless Locust (2.47) applies -t only once a shape has ended by itself, so the shape
+    # applies it: without --shape-duration-s, the shape ends the run at -t.
+    duration_s = _number(options, "duration-s", getattr(options, "run_time", None) or 0)
     if name == "steady":
         rate = _number(options, "spawn-rate", options.spawn_rate or max(1, users))
         return Steady(users=users, spawn_rate=max(rate, 0.01), duration_s=duration_s)
@@ -197,12 +224,37 @@ def profile_from(options: Any) -> Profile:
         )
     if name == "soak":
         if duration_s <= 0:
-            raise ShapeError("--shape soak needs --shape-duration-s (the soak's length)")
+            raise ShapeError("--shape soak needs --shape-duration-s or -t (the soak's length)")
         ramp_s = _number(options, "ramp-s", min(60, duration_s / 10))
         if 2 * ramp_s > duration_s:
             raise ShapeError("--shape-ramp-s must be at most half of --shape-duration-s")
         return Soak(users=users, duration_s=duration_s, ramp_s=max(ramp_s, 1))
     raise ShapeError(f"--shape must be one of {', '.join(SHAPES)}, got {name!r}")
+
+
+def hold_servers(environment: Any) -> list[type]:
+    """Start only the user classes that hold a game server each (``holds_server = True``)."""
+    available = environment.available_user_classes or {
+        c.__name__: c for c in environment.user_classes
+    }
+    holders = [c for c in available.values() if getattr(c, "holds_server", False)]
+    if not holders:
+        raise ShapeError(
+            "the locustfile has no user class that holds a game server (holds_server = True); "
+            "use --shape-users, or a locustfile such as loadtests/tenant.py"
+        )
+    for cls in holders:
+        cls.weight = max(1, cls.weight)  # weight 0 kept them out of runs without servers
+    environment.user_classes[:] = holders
+    return holders
+
+
+def _offer_holders(environment: Any) -> None:
+    """Let a worker spawn the server-holding classes too, should its master ask for them."""
+    available = environment.available_user_classes or {}
+    for cls in available.values():
+        if getattr(cls, "holds_server", False) and cls not in environment.user_classes:
+            environment.user_classes.append(cls)
 
 
 @events.init.add_listener
@@ -211,6 +263,11 @@ def _select_shape(environment: Any, **_kwargs: Any) -> None:
     if options is None:  # imported by a test, not started by Locust's command line
         return
     shape = environment.shape_class
+    if getattr(options, "worker", False):
+        _offer_holders(environment)  # the master decides; a worker spawns what it is sent
+        return
+    if getattr(options, "shape_servers", None) is not None and not options.shape:
+        raise SystemExit("--shape-servers needs a shape: add --shape ramp (or steady, spike, soak)")
     if not options.shape:
         if isinstance(shape, HarnessShape):
             environment.shape_class = None  # plain -u/-r run, as if the file had no shape
@@ -222,6 +279,9 @@ def _select_shape(environment: Any, **_kwargs: Any) -> None:
         )
     try:
         shape.profile = profile_from(options)
+        if servers_wanted(options) is not None:
+            holders = hold_servers(environment)
+            log.info("each user holds one game server: %s", ", ".join(c.__name__ for c in holders))
     except ShapeError as exc:
         raise SystemExit(f"--shape {options.shape}: {exc}") from None
     log.info("load shape %s: %s", options.shape, shape.profile)

@@ -20,32 +20,26 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import _harness_stats  # noqa: F401  (registers --harness-stats-file)
 import _slp
+import _target  # registers --harness-target-file, --tenant-token-file
 from _shapes import HarnessShape  # noqa: F401  (registers --shape; Locust finds it here)
 from locust import User, events, tag, task
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TARGET_FILE = os.environ.get("HARNESS_TARGET_FILE", ".harness/target.json")
 PAGE_LIMIT = 500  # the API's largest page
 API_TIMEOUT_S = 10.0
 
 
 OPTIONS: list[tuple[str, type, Any, str]] = [
-    ("--harness-target-file", str, DEFAULT_TARGET_FILE,
-     "target.json written by `harness up` or a harness run"),
-    ("--tenant-token-file", str, "",
-     "file holding the tenant's API token (default: the one the target file names)"),
     ("--slp-targets", str, "", "HOST:PORT,... to query instead of the servers the API lists"),
     ("--slp-states", str, "Allocated", "server states to query, comma-separated (Allocated,Ready)"),
     ("--slp-sample", int, 100, "servers in the moving sample"),
@@ -59,9 +53,7 @@ OPTIONS: list[tuple[str, type, Any, str]] = [
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser: Any) -> None:
     for flag, kind, default, text in OPTIONS:
-        # tenant.py adds the first two as well; one run may load both files.
-        if flag not in parser._option_string_actions:
-            parser.add_argument(flag, type=kind, default=default, help=text)
+        parser.add_argument(flag, type=kind, default=default, help=text)
 
 
 class ServerLister:
@@ -155,29 +147,12 @@ class TargetSample:
             self._listing = False
 
 
-def _target_file(path: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SystemExit(
-            f"{path}: no target connection file; run `harness up` first, or pass "
-            "--harness-target-file or --slp-targets HOST:PORT,..."
-        ) from None
-    except ValueError as exc:
-        raise SystemExit(f"{path}: not a target file ({exc}); run `harness up` again") from None
-    return data
-
-
 def _lister(options: Any) -> ServerLister:
-    path = Path(options.harness_target_file)
-    target = _target_file(path)
-    token_file = options.tenant_token_file or target.get("tenant_token_file", "")
-    if not token_file:
-        raise SystemExit(f"{path}: the target has no seeded tenant; pass --tenant-token-file")
+    target = _target.read(options, instead="--slp-targets HOST:PORT,...")
     states = [s.strip() for s in options.slp_states.split(",") if s.strip()]
     return ServerLister(
         api_url=target["api_url"],
-        token=Path(token_file).read_text().strip(),
+        token=_target.tenant_token(options, target),
         states=states,
         most=options.slp_list_max,
     )

@@ -6,51 +6,31 @@ target brought up with ``harness up``:
 
     locust -f loadtests/tenant.py --headless -u 4 -r 2 -t 30s
 
+With ``--shape ramp --shape-servers N`` (loadtests/_shapes.py) only :class:`SessionHolderUser`
+runs: each holds one allocated game server, so the shape ramps to N allocated servers::
+
+    locust -f loadtests/tenant.py --headless --shape ramp --shape-servers 10000 \
+        --shape-ramp-s 120 -t 5m
+
 The target is found through ``--harness-target-file`` (default: ``$HARNESS_TARGET_FILE`` or
 ``.harness/target.json``); ``--host`` defaults to the target's API URL.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import uuid
-from pathlib import Path
 from typing import Any
 
 import _harness_stats  # noqa: F401  (registers --harness-stats-file)
+import _target  # registers --harness-target-file, --tenant-token-file
 from _shapes import HarnessShape  # noqa: F401  (registers --shape; Locust finds it here)
 from locust import FastHttpUser, between, events, task
 
-DEFAULT_TARGET_FILE = os.environ.get("HARNESS_TARGET_FILE", ".harness/target.json")
+HOLD_CHECK_S = 10.0  # a holder looks at its session this often (10,000 holders: 1,000/s)
+RETRY_S = 1.0  # and tries again this soon when it holds none
+
 WORLD_CHUNK = bytes(4096)  # one save of a world region
 ADMIN_REGION = "churn"  # the operator's servers live here, apart from the tenants' sessions
-
-
-@events.init_command_line_parser.add_listener
-def _add_arguments(parser: Any) -> None:
-    parser.add_argument(
-        "--harness-target-file",
-        default=DEFAULT_TARGET_FILE,
-        help="target.json written by `harness up` or a harness run",
-    )
-    parser.add_argument(
-        "--tenant-token-file",
-        default="",
-        help="file holding the tenant's API token (default: the one the target file names)",
-    )
-
-
-def _target(environment: Any) -> dict[str, Any]:
-    path = Path(environment.parsed_options.harness_target_file)
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SystemExit(
-            f"{path}: no target connection file; run `harness up` first or pass "
-            "--harness-target-file"
-        ) from None
-    return data
 
 
 @events.init.add_listener
@@ -58,13 +38,32 @@ def _configure(environment: Any, **_kwargs: Any) -> None:
     options = environment.parsed_options
     if options is None:  # imported by a test, not started by Locust's CLI
         return
-    target = _target(environment)
-    token_file = options.tenant_token_file or target.get("tenant_token_file", "")
-    if not token_file:
-        raise SystemExit("the target has no seeded tenant; pass --tenant-token-file")
-    environment.tenant_token = Path(token_file).read_text().strip()
+    target = _target.read(options)
+    environment.tenant_token = _target.tenant_token(options, target)
     if not environment.host:
         environment.host = target["api_url"]
+
+
+def allocate(user: Any, name: str, *, busy_fails: bool) -> str | None:
+    """Allocate a session as ``user`` (with a fresh idempotency key); its id, or None. A 409
+    (every server busy) is a failure only when ``busy_fails``."""
+    with user.client.post(
+        "/v1/sessions",
+        json={"region": "local"},
+        headers={**user.headers, "Idempotency-Key": str(uuid.uuid4())},
+        name=name,
+        catch_response=True,
+    ) as resp:
+        if resp.status_code in (200, 201):
+            resp.success()
+            return str(resp.json()["id"])
+        if resp.status_code == 409 and not busy_fails:
+            resp.success()
+        elif resp.status_code == 409:
+            resp.failure("allocate: no free game server (409)")
+        else:
+            resp.failure(f"allocate: HTTP {resp.status_code}")
+    return None
 
 
 class TenantUser(FastHttpUser):
@@ -82,22 +81,8 @@ class TenantUser(FastHttpUser):
         if self.session_id is not None:
             self.end_session()
             return
-        key = str(uuid.uuid4())
-        with self.client.post(
-            "/v1/sessions",
-            json={"region": "local"},
-            headers={**self.headers, "Idempotency-Key": key},
-            name="POST /v1/sessions",
-            catch_response=True,
-        ) as resp:
-            if resp.status_code in (200, 201):
-                self.session_id = resp.json()["id"]
-                resp.success()
-            elif resp.status_code == 409:
-                # Every server is busy: capacity, not an error of the platform.
-                resp.success()
-            else:
-                resp.failure(f"allocate: HTTP {resp.status_code}")
+        # Every server busy (409) is capacity, not an error of the platform.
+        self.session_id = allocate(self, "POST /v1/sessions", busy_fails=False)
 
     @task(2)
     def list_servers(self) -> None:
@@ -181,3 +166,55 @@ class ServerAdminUser(FastHttpUser):
         self.client.delete(
             f"/v1/servers/{server_id}", headers=self.headers, name="DELETE /v1/servers/{id}"
         )
+
+
+class SessionHolderUser(FastHttpUser):
+    """A tenant holding one game server: allocates a session, keeps it, allocates again when it
+    ends (expired, server lost). Only runs with ``--shape-servers`` (loadtests/_shapes.py): its
+    weight of 0 keeps it out of every other run."""
+
+    holds_server = True
+    weight = 0
+
+    def wait_time(self) -> float:
+        return RETRY_S if self.session_id is None else HOLD_CHECK_S
+
+    def on_start(self) -> None:
+        token = getattr(self.environment, "tenant_token", "")
+        # No idle connection between checks: 10,000 holders would hold 10,000 connections
+        # open to the load balancer (HAProxy's maxconn is 4096 locally).
+        self.headers = {"Authorization": f"Bearer {token}", "Connection": "close"}
+        self.session_id: str | None = None
+        self.allocate()
+
+    def allocate(self) -> None:
+        # A 409 counts: a servers ramp that finds no free server has not reached its target.
+        self.session_id = allocate(self, "POST /v1/sessions (hold)", busy_fails=True)
+
+    @task
+    def hold(self) -> None:
+        if self.session_id is None:
+            self.allocate()
+            return
+        with self.client.get(
+            f"/v1/sessions/{self.session_id}",
+            headers=self.headers,
+            name="GET /v1/sessions/{id} (hold)",
+            catch_response=True,
+        ) as resp:
+            if resp.status_code == 200 and resp.json().get("state") in ("Pending", "Active"):
+                resp.success()
+            elif resp.status_code in (200, 404):
+                self.session_id = None  # ended meanwhile: allocate another on the next turn
+                resp.success()
+            else:
+                resp.failure(f"hold: HTTP {resp.status_code}")
+
+    def on_stop(self) -> None:
+        if self.session_id is not None:
+            self.client.delete(
+                f"/v1/sessions/{self.session_id}",
+                headers=self.headers,
+                name="DELETE /v1/sessions/{id} (hold)",
+            )
+            self.session_id = None

@@ -16,6 +16,9 @@ declare -A DEBS=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
+  # Alertmanager on the local target's ops host, receiving the platform's alerts.
+  [prometheus-alertmanager]=prometheus-alertmanager
+  [amtool]=prometheus-alertmanager
   [haproxy]=haproxy
   [nft]=nftables
   [ip]=iproute2

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness.engine.timeline import Timeline
+from harness.engine.timeline import Event, Timeline
 from harness.model import Endpoints, ProcessInfo
 from harness.util.errors import HarnessError
 from harness.util.http import request
@@ -19,6 +19,12 @@ class ActivityFailed(HarnessError):
     """An activity could not do what it promised; Chaos Toolkit records it as failed."""
 
 
+def check_within(name: str, value: float, maximum: float) -> None:
+    """Raise ActivityFailed unless the parameter ``name`` lies in (0, ``maximum``]."""
+    if not 0 < value <= maximum:
+        raise ActivityFailed(f"{name} must be in (0, {maximum:g}], not {value}")
+
+
 def load(target_file: str) -> Endpoints:
     """Read the target named by ``target_file`` (or the default one)."""
     return Endpoints.read(Path(target_file or DEFAULT_TARGET_FILE))
@@ -26,6 +32,25 @@ def load(target_file: str) -> Endpoints:
 
 def timeline(endpoints: Endpoints) -> Timeline:
     return Timeline(Path(endpoints.timeline_file))
+
+
+def record_fault(
+    endpoints: Endpoints,
+    name: str,
+    event: str,
+    *,
+    target: str,
+    pid: int | None = None,
+    detail: str | None = None,
+) -> Event:
+    """Append the fault ``name``'s ``event`` (``injected``, ``ended``, ...) against ``target``
+    to the run's timeline; return it with its instant ``at``."""
+    entry: Event = {"kind": "fault", "name": name, "event": event, "target": target}
+    if pid is not None:
+        entry["pid"] = pid
+    if detail is not None:
+        entry["detail"] = detail
+    return timeline(endpoints).append(entry)
 
 
 def controller_statuses(endpoints: Endpoints) -> list[tuple[ProcessInfo, dict[str, Any]]]:

@@ -30,6 +30,11 @@ class TopologySettings:
     network: str = field(default="loopback", metadata={"choices": NETWORKS})
     # Disk quota of each session's world files, MiB (the platform's default is 10 GiB).
     session_disk_quota_mib: int = field(default=10240, metadata={"minimum": 1})
+    # The hosts' layout: regions and where Redis runs (a data file, see profiles/topologies/).
+    # With regions, the counts above are per region.
+    layout: Path = field(
+        default=Path("profiles/topologies/one-region.yaml"), metadata={"exists": True}
+    )
 
 
 @dataclass(frozen=True)

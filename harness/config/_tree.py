@@ -87,7 +87,7 @@ class TreeBuilder:
         if not isinstance(raw, list):
             self.problem(path, f"expected a list, got {_show(raw)}; write '[a, b]' or '- a' lines.")
             return _BAD
-        items = [self._scalar(item, value, (*path, i), meta) for i, value in enumerate(raw)]
+        items = [self._value(item, value, (*path, i), meta) for i, value in enumerate(raw)]
         return _BAD if any(value is _BAD for value in items) else tuple(items)
 
     def _scalar(self, kind: Any, raw: object, path: YamlPath, meta: Mapping[str, Any]) -> Any:

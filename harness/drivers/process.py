@@ -3,21 +3,26 @@
 Every process gets its own session (so a Ctrl-C on the terminal reaches the harness, which then
 stops its children in order) and its own log file. The ledger (JSON) lists each pid with its
 start time from ``/proc``, so ``harness down`` or the next run can stop what a killed run left
-without ever signalling a recycled pid.
+without ever signalling a recycled pid. Three ledgers of one format (:class:`Ledger`) live in a
+run directory: the supervisor's ``ledger.json``, :data:`CHAOS_LEDGER` (processes chaos
+activities start) and the Redis restarts of :mod:`harness.targets._redis`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import json
 import logging
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.util.errors import InfraError
 
@@ -37,6 +42,7 @@ def proc_start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+SUPERVISOR_LEDGER = "ledger.json"
 # Processes chaos activities start (restarted replicas, CPU hogs); see harness.chaos._ledger.
 CHAOS_LEDGER = "ledger-chaos.json"
 
@@ -66,6 +72,52 @@ class ManagedProcess:
     log_path: Path
     expected_exit: bool = False
 
+    @classmethod
+    def started(
+        cls,
+        name: str,
+        argv: Sequence[str],
+        *,
+        role: str,
+        pid: int,
+        log_path: Path,
+        popen: subprocess.Popen[bytes] | None = None,
+    ) -> ManagedProcess:
+        """The process ``pid`` just started, with its start time read from ``/proc``."""
+        return cls(
+            name=name,
+            role=role,
+            argv=tuple(argv),
+            popen=popen,
+            pid=pid,
+            start_ticks=proc_start_ticks(pid),
+            log_path=log_path,
+        )
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> ManagedProcess:
+        """The process a ledger entry lists (not started by this process: no ``popen``)."""
+        return cls(
+            name=entry["name"],
+            role=entry.get("role", ""),
+            argv=tuple(entry.get("argv", ())),
+            popen=None,
+            pid=int(entry["pid"]),
+            start_ticks=entry.get("start_ticks"),
+            log_path=Path(entry.get("log") or os.devnull),
+        )
+
+    def entry(self) -> dict[str, Any]:
+        """This process as a ledger entry."""
+        return {
+            "name": self.name,
+            "role": self.role,
+            "pid": self.pid,
+            "start_ticks": self.start_ticks,
+            "argv": list(self.argv),
+            "log": str(self.log_path),
+        }
+
     def running(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
@@ -79,6 +131,79 @@ class ManagedProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def start_logged(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session, its output appended to ``log_path``; OSError when it
+    cannot start."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """A file listing processes: ``{"owner_pid": ..., "processes": [{name, role, pid,
+    start_ticks, argv, log}]}``.
+
+    Several processes may write one ledger (the harness, a plain ``chaos run`` sharing its
+    target): every update holds an exclusive lock on ``<stem>.lock`` beside it and replaces the
+    file atomically. Reading never fails: a missing or broken file lists nothing.
+    """
+
+    path: Path
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The entries, oldest first."""
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return []
+        procs: list[dict[str, Any]] = data.get("processes", []) if isinstance(data, dict) else []
+        return procs
+
+    @contextlib.contextmanager
+    def update(self) -> Iterator[list[dict[str, Any]]]:
+        """Read the entries, let the caller change the list in place, and write it back."""
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            procs = self.entries()
+            yield procs
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"owner_pid": os.getpid(), "processes": procs}, indent=2))
+            tmp.replace(self.path)
+
+    def add(self, proc: ManagedProcess, *, replace: bool = False) -> None:
+        """List ``proc``, after (with ``replace``: instead of) the entries of its name."""
+        with self.update() as procs:
+            if replace:
+                procs[:] = [p for p in procs if p.get("name") != proc.name]
+            procs.append(proc.entry())
+
+    def forget(self, names: Sequence[str]) -> None:
+        """Drop the entries of ``names`` (they were stopped)."""
+        with self.update() as procs:
+            procs[:] = [p for p in procs if p.get("name") not in names]
+
+    def stop(self) -> list[str]:
+        """Stop every still-running process listed (newest first); return the names stopped."""
+        running = [p for p in map(ManagedProcess.from_entry, self.entries()) if p.running()]
+        stop_processes(list(reversed(running)))
+        return [p.name for p in running]
+
+
 class Supervisor:
     """Owns a set of processes of one run; use it as a context manager to stop them all."""
 
@@ -87,7 +212,7 @@ class Supervisor:
         self.detach = detach
         self.processes: dict[str, ManagedProcess] = {}
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self.ledger_path = run_dir / "ledger.json"
+        self.ledger_path = run_dir / SUPERVISOR_LEDGER
 
     def __enter__(self) -> Supervisor:
         return self
@@ -110,27 +235,12 @@ class Supervisor:
             raise InfraError(f"Process name {name!r} is already in use in this run.")
         log_path = self.run_dir / "logs" / f"{name}.log"
         full_env = {**os.environ, **(env or {})}
-        with log_path.open("ab") as log_file:
-            try:
-                popen = subprocess.Popen(
-                    list(argv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    env=full_env,
-                    cwd=cwd,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise InfraError(f"Could not start {name} ({argv[0]}): {exc}.") from exc
-        proc = ManagedProcess(
-            name=name,
-            role=role,
-            argv=tuple(argv),
-            popen=popen,
-            pid=popen.pid,
-            start_ticks=proc_start_ticks(popen.pid),
-            log_path=log_path,
+        try:
+            popen = start_logged(argv, log_path=log_path, env=full_env, cwd=cwd)
+        except OSError as exc:
+            raise InfraError(f"Could not start {name} ({argv[0]}): {exc}.") from exc
+        proc = ManagedProcess.started(
+            name, argv, role=role, pid=popen.pid, log_path=log_path, popen=popen
         )
         self.processes[name] = proc
         self._write_ledger()
@@ -150,16 +260,11 @@ class Supervisor:
         self, name: str, popen: subprocess.Popen[bytes], *, role: str, log_path: Path
     ) -> ManagedProcess:
         """Record a process another driver started, so the ledger can stop it after a crash."""
-        proc = ManagedProcess(
-            name=name,
-            role=role,
-            argv=tuple(str(a) for a in popen.args) if isinstance(popen.args, list) else (),
-            popen=popen,
-            pid=popen.pid,
-            start_ticks=proc_start_ticks(popen.pid),
-            log_path=log_path,
-            expected_exit=True,  # its driver stops it; its exit is no fault of the platform
+        argv = [str(a) for a in popen.args] if isinstance(popen.args, list) else []
+        proc = ManagedProcess.started(
+            name, argv, role=role, pid=popen.pid, log_path=log_path, popen=popen
         )
+        proc.expected_exit = True  # its driver stops it; its exit is no fault of the platform
         self.processes[name] = proc
         self._write_ledger()
         return proc
@@ -171,26 +276,17 @@ class Supervisor:
         and list them in their own ledger; once adopted, a restarted replica is neither
         restarted again nor taken for dead, and :meth:`stop_all` stops it. Returns the names.
         """
-        try:
-            entries = json.loads(ledger_path.read_text())["processes"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return []
         adopted = []
-        for entry in entries:
-            name, pid, ticks = entry["name"], int(entry["pid"]), entry.get("start_ticks")
-            ours = self.processes.get(name)
-            if ours is None or ours.pid == pid or not alive(pid, ticks):
+        for entry in Ledger(ledger_path).entries():
+            theirs = ManagedProcess.from_entry(entry)
+            ours = self.processes.get(theirs.name)
+            if ours is None or ours.pid == theirs.pid or not theirs.running():
                 continue
-            self.processes[name] = ManagedProcess(
-                name=name,
-                role=ours.role,
-                argv=tuple(entry.get("argv", ())),
-                popen=None,
-                pid=pid,
-                start_ticks=ticks,
-                log_path=Path(entry.get("log") or ours.log_path),
+            log_path = theirs.log_path if entry.get("log") else ours.log_path
+            self.processes[theirs.name] = dataclasses.replace(
+                theirs, role=ours.role, log_path=log_path
             )
-            adopted.append(name)
+            adopted.append(theirs.name)
         if adopted:
             self._write_ledger()
         return adopted
@@ -214,20 +310,8 @@ class Supervisor:
         self._write_ledger()
 
     def _write_ledger(self) -> None:
-        entries = [
-            {
-                "name": p.name,
-                "role": p.role,
-                "pid": p.pid,
-                "start_ticks": p.start_ticks,
-                "argv": list(p.argv),
-                "log": str(p.log_path),
-            }
-            for p in self.processes.values()
-        ]
-        tmp = self.ledger_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"owner_pid": os.getpid(), "processes": entries}, indent=2))
-        tmp.replace(self.ledger_path)
+        with Ledger(self.ledger_path).update() as procs:
+            procs[:] = [p.entry() for p in self.processes.values()]
 
 
 def stop_processes(processes: Sequence[ManagedProcess]) -> None:
@@ -259,22 +343,4 @@ def _signal_group(proc: ManagedProcess, sig: signal.Signals) -> None:
 
 def stop_ledger(ledger_path: Path) -> list[str]:
     """Stop every still-running process listed in a ledger; return the names stopped."""
-    try:
-        data = json.loads(ledger_path.read_text())
-    except (OSError, ValueError):
-        return []
-    procs = [
-        ManagedProcess(
-            name=e["name"],
-            role=e.get("role", ""),
-            argv=tuple(e.get("argv", ())),
-            popen=None,
-            pid=int(e["pid"]),
-            start_ticks=e.get("start_ticks"),
-            log_path=Path(e.get("log", "/dev/null")),
-        )
-        for e in data.get("processes", [])
-    ]
-    running = [p for p in procs if p.running()]
-    stop_processes(list(reversed(running)))
-    return [p.name for p in running]
+    return Ledger(ledger_path).stop()

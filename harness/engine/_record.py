@@ -16,6 +16,7 @@ from harness.model import (
     Verdict,
     combine_verdicts,
 )
+from harness.targets import ALERTS_FILE, fired_alerts
 
 EXIT_CODES = {
     Verdict.PASS: ExitCode.PASS,
@@ -29,6 +30,7 @@ ARTIFACTS = {
     "logs": "logs",
     "target": "target.json",
     "series": "series.json",
+    "alerts": ALERTS_FILE,
 }
 
 
@@ -75,6 +77,7 @@ def build_record(
         artifacts=artifacts(run_dir),
         errors=tuple(outcome.invalid + outcome.errors),
         regressions=outcome.regressions,
+        alerts=fired_alerts(run_dir / ALERTS_FILE),
     )
 
 

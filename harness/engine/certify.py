@@ -46,6 +46,8 @@ from harness.slo import (
 from harness.targets import (
     REFPLAT_ROLES,
     RESTART_LEDGER,
+    KubeOptions,
+    KwokTarget,
     LocalTarget,
     LocalTopology,
     find_binaries,
@@ -76,14 +78,20 @@ class CertifyRequest:
     state_dir: Path
     sleep: Callable[[float], None] = time.sleep
     progress: bool = False  # show phase, time left and live indicator values on stderr
+    kube: KubeOptions | None = None  # the cluster of ``--target kube`` (KWOK game servers)
 
 
 def preflight(req: CertifyRequest) -> tuple[tuple[SloSpec, ...], list[Path]]:
     """Check every input before anything starts; raise ConfigError listing every problem."""
-    if req.target != "local":
+    if req.target == "kube" and req.kube is None:
         raise ConfigError(
-            f"--target {req.target}: only the local target is built so far; "
-            "use --target local (the kube and kind targets come with the Kubernetes work)."
+            "--target kube needs a cluster: pass --kubeconfig PATH (and --context NAME), or "
+            "start one with `harness cluster up --kwok --nodes 3`."
+        )
+    if req.target not in ("local", "kube"):
+        raise ConfigError(
+            f"--target {req.target}: certification runs on the local and kube targets so far; "
+            "use --target local or --target kube."
         )
     problems: list[str] = []
     specs: tuple[SloSpec, ...] = ()
@@ -184,8 +192,13 @@ def _run(
     outcome: Outcome,
     progress: ProgressSink,
 ) -> None:
-    topology = LocalTopology.from_settings(req.settings)
-    with LocalTarget(run_id=req.run_id, run_dir=req.run_dir, topology=topology) as target:
+    topology = LocalTopology.from_settings(req.settings, repo_root=req.repo_root)
+    target = (
+        KwokTarget(run_id=req.run_id, run_dir=req.run_dir, topology=topology, kube=req.kube)
+        if req.kube is not None and req.target == "kube"
+        else LocalTarget(run_id=req.run_id, run_dir=req.run_dir, topology=topology)
+    )
+    with target:
         progress.start_phase("deploy", None)
         with timeline.phase("deploy"):
             endpoints = _deploy(req, target)

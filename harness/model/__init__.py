@@ -6,6 +6,7 @@ Instants are POSIX timestamps (float seconds, UTC); ``harness.report`` formats t
 from harness.model._endpoints import Endpoints, HostInfo, ProcessInfo
 from harness.model._run import (
     CAPABILITIES,
+    AlertRecord,
     ExitCode,
     FaultRecord,
     LoadSummary,
@@ -19,6 +20,7 @@ from harness.model._run import (
 
 __all__ = [
     "CAPABILITIES",
+    "AlertRecord",
     "Endpoints",
     "ExitCode",
     "FaultRecord",

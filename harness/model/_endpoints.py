@@ -32,6 +32,7 @@ class HostInfo:
     name: str
     namespace: str
     address: str
+    region: str = ""  # the region the host belongs to ("" in a one-region layout, and for ops)
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,16 @@ class LoadSummary:
 
 
 @dataclass(frozen=True)
+class AlertRecord:
+    """One alert of the platform's rules that fired during the run (from Alertmanager)."""
+
+    name: str
+    start: float
+    end: float | None  # None: still firing when the run was recorded
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """Everything ``run.json`` says about one run."""
 
@@ -156,3 +166,5 @@ class RunRecord:
     errors: tuple[str, ...] = ()
     # Comparisons with the last runs of the same profile (as SLO results; a gate one counts).
     regressions: tuple[SloResult, ...] = ()
+    # The platform's alerts that fired while the target ran (information: no verdict).
+    alerts: tuple[AlertRecord, ...] = ()

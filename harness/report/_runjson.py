@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
 from harness.model import (
+    AlertRecord,
     ExitCode,
     FaultRecord,
     LoadSummary,
@@ -28,7 +29,7 @@ from harness.util.errors import ConfigError
 
 SCHEMA_VERSION = 1
 # Written by run_to_json since SloResult carried them; older files lack them.
-_OPTIONAL_RUN_KEYS = frozenset({"regressions"})  # absent from files of older versions
+_OPTIONAL_RUN_KEYS = frozenset({"regressions", "alerts"})  # absent from files of older versions
 _OPTIONAL_SLO_KEYS = {"samples": 0, "stats": {}, "unit": ""}
 
 
@@ -80,6 +81,13 @@ class LoadJson(TypedDict):
     phases: dict[str, LoadJson]
 
 
+class AlertJson(TypedDict):
+    name: str
+    start: str
+    end: str | None
+    labels: dict[str, str]
+
+
 class RunJson(TypedDict):
     schema_version: int
     run_id: str
@@ -97,6 +105,7 @@ class RunJson(TypedDict):
     artifacts: dict[str, str]
     errors: list[str]
     regressions: list[SloJson]
+    alerts: list[AlertJson]
 
 
 def run_to_json(run: RunRecord) -> RunJson:
@@ -118,6 +127,7 @@ def run_to_json(run: RunRecord) -> RunJson:
         "artifacts": dict(run.artifacts),
         "errors": list(run.errors),
         "regressions": [_slo(result) for result in run.regressions],
+        "alerts": [_alert(alert) for alert in run.alerts],
     }
 
 
@@ -178,6 +188,15 @@ def _fault(fault: FaultRecord) -> FaultJson:
     }
 
 
+def _alert(alert: AlertRecord) -> AlertJson:
+    return {
+        "name": alert.name,
+        "start": iso(alert.start),
+        "end": iso_or_none(alert.end),
+        "labels": dict(alert.labels),
+    }
+
+
 def _phase(phase: PhaseRecord) -> PhaseJson:
     return {
         "name": phase.name,
@@ -230,6 +249,9 @@ def load_run_record(path: Path) -> RunRecord:
         errors=tuple(read.get(doc, "errors", "", _list_of(_is_str), "a list of strings")),
         regressions=tuple(
             read.slo(item, w) for w, item in read.objects({"regressions": [], **doc}, "regressions")
+        ),
+        alerts=tuple(
+            read.alert(item, w) for w, item in read.objects({"alerts": [], **doc}, "alerts")
         ),
     )
 
@@ -412,6 +434,16 @@ class _Reader:
             recovered_at=recovered_at,
             status=self.verdict(obj, "status", where),
             detail=self.text(obj, "detail", where),
+        )
+
+    def alert(self, obj: Mapping[str, Any], where: str) -> AlertRecord:
+        end = self.optional_instant(obj, "end", where)
+        labels = self.get(obj, "labels", where, _object_of(_is_str), "an object of strings")
+        return AlertRecord(
+            name=self.text(obj, "name", where),
+            start=parse_iso(self.instant(obj, "start", where)),
+            end=None if end is None else parse_iso(end),
+            labels=dict(labels),
         )
 
     def phase(self, obj: Mapping[str, Any], where: str) -> PhaseRecord:

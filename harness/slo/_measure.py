@@ -40,6 +40,9 @@ class Scope:
     window: Window
     fault: FaultRecord | None = None
     invalid: str = ""
+    # A breach first seen after this instant (the next fault of another name) is not this
+    # fault's: an MTTR whose indicator held until then recovered in 0 s.
+    breach_by: float | None = None
 
 
 def evaluate_slos(
@@ -87,6 +90,7 @@ def _measure_scope(
             fault=scope.fault,
             external=external,
             scrape_interval_s=scrape_interval_s,
+            breach_by=scope.breach_by,
         )
     except HarnessError as exc:
         return Measurement(value=None, invalid=f"Prometheus could not answer: {exc}")
@@ -115,7 +119,14 @@ def scopes(
         return [Scope(window=run_window, invalid=invalid)]
     return [
         _fault_scope(
-            spec, fault, n, base=base, run_window=run_window, phases=phases, faults=matching
+            spec,
+            fault,
+            n,
+            base=base,
+            run_window=run_window,
+            phases=phases,
+            faults=matching,
+            all_faults=faults,
         )
         for n, fault in _numbered(matching)
     ]
@@ -130,6 +141,7 @@ def _fault_scope(
     run_window: Window,
     phases: Sequence[PhaseRecord],
     faults: Sequence[FaultRecord],
+    all_faults: Sequence[FaultRecord] = (),
 ) -> Scope:
     if spec.window != WINDOW_EACH_FAULT and spec.indicator.kind is not IndicatorKind.MTTR:
         window = base or run_window
@@ -144,7 +156,13 @@ def _fault_scope(
         if spec.indicator.kind in _RECOVERIES
         else _phase_end(fault.injected_at, phases) or run_window.end
     )
-    return Scope(window=Window(name, fault.injected_at, end), fault=fault)
+    others = [
+        f.injected_at
+        for f in all_faults
+        if f.name != fault.name and f.injected_at is not None and f.injected_at > fault.injected_at
+    ]
+    breach_by = min(others) if others and spec.indicator.kind is IndicatorKind.MTTR else None
+    return Scope(window=Window(name, fault.injected_at, end), fault=fault, breach_by=breach_by)
 
 
 def _next_injection(fault: FaultRecord, faults: Sequence[FaultRecord], run_end: float) -> float:
@@ -193,6 +211,7 @@ def measure(
     fault: FaultRecord | None,
     external: Mapping[str, float | None],
     scrape_interval_s: float = 1.0,
+    breach_by: float | None = None,
 ) -> Measurement:
     """Measure ``spec`` over ``window`` (for ``fault`` when per fault); raises HarnessError.
 
@@ -217,7 +236,12 @@ def measure(
             return replace(measured, resolution_s=scrape_interval_s)
         case IndicatorKind.MTTR:
             return measure_mttr(
-                spec, prom=prom, window=window, fault=fault, step_s=scrape_interval_s
+                spec,
+                prom=prom,
+                window=window,
+                fault=fault,
+                step_s=scrape_interval_s,
+                breach_by=breach_by,
             )
         case IndicatorKind.SESSIONS_PRESERVED:
             return _external(spec, window, external)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from harness.model import FaultRecord, SloResult, Verdict, Window, combine_verdicts
@@ -116,8 +116,13 @@ def measure_mttr(
     window: Window,
     fault: FaultRecord | None,
     step_s: float | None,
+    breach_by: float | None = None,
 ) -> Measurement:
-    """Measure one injection's time to recover over ``window``; raises HarnessError."""
+    """Measure one injection's time to recover over ``window``; raises HarnessError.
+
+    An indicator that first left its range only after ``breach_by`` (the next fault of another
+    name) did so for that fault: this one recovered in 0 s.
+    """
     ind, query = spec.indicator, spec.indicator.promql
     if fault is None or fault.injected_at is None:
         name = fault.name if fault else ind.fault
@@ -128,6 +133,9 @@ def measure_mttr(
     if ind.within is None:
         return Measurement(value=None, query=query, invalid="the indicator has no 'within'")
     searched = _search(prom, spec, window=window, within=ind.within, step_s=step_s)
+    left = searched.recovery.left_at
+    if breach_by is not None and left is not None and left >= breach_by:
+        searched = replace(searched, recovery=Recovery(left_at=None, back_at=None))
     return _measurement(spec, searched, window=window, injected=fault.injected_at, step_s=step_s)
 
 

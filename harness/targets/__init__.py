@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Protocol
 
 from harness.model import Endpoints
+from harness.targets._alerts import ALERTS_FILE, fired_alerts
 from harness.targets._containers import ContainerProvider, container_engine_problem
 from harness.targets._kind import KindOptions, KindTarget, kind_problem
 from harness.targets._kube import KubeOptions, KubeTarget, find_kubectl
 from harness.targets._kubecluster import KubeCluster, kube_bin_dir
+from harness.targets._kwok import KwokTarget, check_kube_flags, record_node, restore_nodes
 from harness.targets._local import REFPLAT_ROLES, LocalTarget, LocalTopology, find_binaries
 from harness.targets._netns import Fabric, Host, netns_supported, remove_namespaces
 from harness.targets._redis import RESTART_LEDGER
@@ -31,6 +33,7 @@ class Target(Protocol):
 
 
 __all__ = [
+    "ALERTS_FILE",
     "REFPLAT_ROLES",
     "RESTART_LEDGER",
     "TARGETS",
@@ -42,14 +45,19 @@ __all__ = [
     "KubeCluster",
     "KubeOptions",
     "KubeTarget",
+    "KwokTarget",
     "LocalTarget",
     "LocalTopology",
     "Target",
+    "check_kube_flags",
     "container_engine_problem",
     "find_binaries",
     "find_kubectl",
+    "fired_alerts",
     "kind_problem",
     "kube_bin_dir",
     "netns_supported",
+    "record_node",
     "remove_namespaces",
+    "restore_nodes",
 ]

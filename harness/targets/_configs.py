@@ -118,6 +118,8 @@ def prometheus_yml(
     gameservers_sd_file: str,
     api_probes: int = 1,
     locust: str | None = None,
+    rule_files: Sequence[str] = (),
+    alertmanagers: Sequence[str] = (),
 ) -> str:
     """Prometheus scraping every ``/metrics`` each second, plus blackbox probes.
 
@@ -129,6 +131,8 @@ def prometheus_yml(
     (file service discovery, rewritten by the harness).
     ``locust``: the ``host:port`` where the Locust master serves its metrics (job ``locust``);
     it is down, and ``up`` is 0, while no load runs.
+    ``rule_files``: rules files to evaluate (each second); their alerts go to the
+    ``alertmanagers`` (``host:port``).
     """
     relabel = [
         {"source_labels": ["__address__"], "target_label": "__param_target"},
@@ -165,6 +169,11 @@ def prometheus_yml(
         },
         "scrape_configs": scrape_configs,
     }
+    if rule_files:
+        config["rule_files"] = list(rule_files)
+    if alertmanagers:
+        targets = [{"targets": list(alertmanagers)}]
+        config["alerting"] = {"alertmanagers": [{"static_configs": targets}]}
     return yaml.safe_dump(config, sort_keys=False)
 
 
@@ -173,3 +182,47 @@ def _probe_urls(url: str, count: int) -> list[str]:
         return [url]
     joiner = "&" if "?" in url else "?"
     return [f"{url}{joiner}probe={n}" for n in range(1, count + 1)]
+
+
+def kube_control_plane_scrape_jobs(
+    *,
+    apiserver: str,
+    ca_file: str,
+    cert_file: str,
+    key_file: str,
+    scheduler: str | None = None,
+    controller_manager: str | None = None,
+) -> list[dict[str, object]]:
+    """Prometheus scrape jobs for a Kubernetes control plane's ``/metrics`` over TLS.
+
+    ``apiserver``, ``scheduler``, ``controller_manager`` are ``host:port`` of each component's
+    secure port (jobs ``kube-apiserver``, ``kube-scheduler``, ``kube-controller-manager``).
+    Prometheus authenticates with a client certificate (``cert_file``, ``key_file``) whose group
+    may GET ``/metrics`` (``system:monitoring``); the apiserver's certificate is checked against
+    ``ca_file``. The scheduler and the controller-manager serve a self-signed certificate of
+    their own (their ``--cert-dir``), which Prometheus cannot verify: on loopback it skips that
+    check but still presents its client certificate (they authorize it through the apiserver).
+    """
+    client = {"cert_file": cert_file, "key_file": key_file}
+    jobs: list[dict[str, object]] = [
+        {
+            "job_name": "kube-apiserver",
+            "scheme": "https",
+            "tls_config": {"ca_file": ca_file, **client},
+            "static_configs": [{"targets": [apiserver]}],
+        }
+    ]
+    for name, target in (
+        ("kube-scheduler", scheduler),
+        ("kube-controller-manager", controller_manager),
+    ):
+        if target is not None:
+            jobs.append(
+                {
+                    "job_name": name,
+                    "scheme": "https",
+                    "tls_config": {"insecure_skip_verify": True, **client},
+                    "static_configs": [{"targets": [target]}],
+                }
+            )
+    return jobs

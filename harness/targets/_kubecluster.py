@@ -8,7 +8,10 @@ nothing listens there), logs and exec are not.
 
 Start order: PKI -> etcd -> kube-apiserver (/readyz) -> controller-manager, scheduler, kwok ->
 fake Nodes (Ready) -> the ``default`` ServiceAccount (pods are admitted from then on). Every
-process is owned by one ``Supervisor`` and stopped on every exit path, Ctrl-C included.
+process is owned by one ``Supervisor`` and stopped on every exit path, Ctrl-C included; a
+``detach=True`` cluster (``harness cluster up``) is stopped only when its start fails, and
+otherwise outlives its owner: each process leads its own session, and the Supervisor's ledger
+(``<work_dir>/ledger.json``) lets a later command stop them by pid.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from harness.targets._pki import (
     SCHEDULER,
     ClientIdentity,
     ClusterPki,
+    KeyPair,
     write_pki,
 )
 from harness.util import http
@@ -61,7 +65,13 @@ CLIENT_BURST = 1000
 NODE_ALLOCATABLE = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
 NODE_PREFIX = "kwok-node-"
 EVENT_TTL = "10m"  # keeps etcd small at scale
+# Prometheus' identity: the bootstrap ClusterRole system:monitoring (bound to this group) allows
+# GET /metrics and nothing else, on the apiserver and, by delegated authorization, on the
+# scheduler and the controller-manager.
+MONITORING = ClientIdentity("gsharness-prometheus", ("system:monitoring",))
 CALL_TIMEOUT_S = 10.0
+NODE_MONITOR_GRACE = "5m"
+NODE_LEASE_S = 40
 
 
 def kube_bin_dir(repo_root: Path) -> Path | None:
@@ -98,6 +108,7 @@ class KubeCluster:
         work_dir: Path,
         nodes: int = 3,
         ready_timeout_s: float = 120,
+        detach: bool = False,
     ) -> None:
         missing = [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
         if missing:
@@ -109,10 +120,13 @@ class KubeCluster:
         self.work_dir = work_dir
         self.nodes = nodes
         self.ready_timeout_s = ready_timeout_s
+        self.detach = detach
         self.port = free_port(HOST)
         self.api_url = f"https://{HOST}:{self.port}"
         self.kubeconfig = work_dir / "kubeconfig"
         self.etcd_url = ""
+        self.scheduler_port = 0
+        self.controller_manager_port = 0
         self.supervisor = Supervisor(work_dir)
         self._pki: ClusterPki | None = None
         self._deadline = 0.0
@@ -131,7 +145,8 @@ class KubeCluster:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        if not self.detach or exc is not None:
+            self.stop()
 
     @property
     def pki(self) -> ClusterPki:
@@ -145,7 +160,7 @@ class KubeCluster:
         self._deadline = started + self.ready_timeout_s
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._pki = write_pki(
-            self.work_dir / "pki", (ADMIN, CONTROLLER_MANAGER, SCHEDULER, FRONT_PROXY)
+            self.work_dir / "pki", (ADMIN, CONTROLLER_MANAGER, SCHEDULER, FRONT_PROXY, MONITORING)
         )
         self._start_etcd()
         self._start_apiserver()
@@ -175,6 +190,11 @@ class KubeCluster:
             key_file=str(admin.key),
         )
         return k8s.ApiClient(config)
+
+    @property
+    def monitoring_client(self) -> KeyPair:
+        """The client certificate of Prometheus (group ``system:monitoring``: GET /metrics)."""
+        return self.pki.clients[MONITORING.user]
 
     def rss_bytes(self) -> dict[str, int]:
         """Resident memory of each running process, by name (for reports and benchmarks)."""
@@ -250,9 +270,10 @@ class KubeCluster:
         kubeconfig = self._write_kubeconfig(
             self.work_dir / "controller-manager.kubeconfig", CONTROLLER_MANAGER
         )
+        self.controller_manager_port = free_port(HOST)
         argv = [
             str(self.bin_dir / "kube-controller-manager"),
-            *_component_flags(kubeconfig, free_port(HOST), self.work_dir / "cm-certs"),
+            *_component_flags(kubeconfig, self.controller_manager_port, self.work_dir / "cm-certs"),
             "--leader-elect=false",
             "--use-service-account-credentials=true",
             f"--root-ca-file={pki.ca.cert}",
@@ -265,6 +286,11 @@ class KubeCluster:
             "--concurrent-deployment-syncs=10",
             "--concurrent-replicaset-syncs=10",
             "--concurrent-gc-syncs=40",
+            # kwok heartbeats every node from one process; on a shared 2-core machine it can be
+            # starved for longer than the default 50 s, and the node-lifecycle controller then
+            # marks nodes NotReady and their pods not Ready (seen at 1,000 pods with a load
+            # average of 12). A fault test deletes or drains nodes instead of waiting for this.
+            f"--node-monitor-grace-period={NODE_MONITOR_GRACE}",
         ]
         self.supervisor.start("kube-controller-manager", argv, role="kube-controller-manager")
 
@@ -286,10 +312,11 @@ class KubeCluster:
                 }
             )
         )
+        self.scheduler_port = free_port(HOST)
         argv = [
             str(self.bin_dir / "kube-scheduler"),
             f"--config={config}",
-            *_component_flags(kubeconfig, free_port(HOST), self.work_dir / "scheduler-certs"),
+            *_component_flags(kubeconfig, self.scheduler_port, self.work_dir / "scheduler-certs"),
         ]
         self.supervisor.start("kube-scheduler", argv, role="kube-scheduler")
 
@@ -300,7 +327,15 @@ class KubeCluster:
             "--manage-all-nodes=true",
             f"--cidr={FAKE_POD_CIDR}",
             f"--node-ip={HOST}",
+            # Heartbeat the nodes with Leases (kube-node-lease): without this flag kwok only
+            # patches each Node's status now and then (222 patches for 100 nodes in 12 minutes
+            # at 10,000 pods), and the node-lifecycle controller marks nodes NotReady and their
+            # pods not Ready once the grace period below has passed.
+            f"--node-lease-duration-seconds={NODE_LEASE_S}",
             f"--server-address={HOST}:{free_port(HOST)}",
+            # Renew each fake node's Lease: without leases the node controller sees the nodes'
+            # status go stale and marks them (and every pod on them) NotReady for ~5 s a minute.
+            "--node-lease-duration-seconds=40",
         ]
         # kwok reads ~/.kwok/kwok.yaml by default; point it at an empty directory instead.
         env = {"HOME": str(self.work_dir / "kwok-home")}

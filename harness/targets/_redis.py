@@ -14,7 +14,6 @@ in :data:`RESTART_LEDGER`, which the owning harness stops at teardown, and in th
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import time
 from collections import Counter
@@ -24,7 +23,7 @@ from typing import Any
 
 import redis
 
-from harness.drivers.process import alive, proc_start_ticks
+from harness.drivers.process import SUPERVISOR_LEDGER, Ledger, ManagedProcess
 from harness.util.errors import InfraError
 from harness.util.net import wait_for_port
 
@@ -199,19 +198,12 @@ def await_settled(sentinels: Sequence[Address], *, replicas: int, timeout_s: flo
 # --- restarting a killed Redis ---------------------------------------------------------------
 
 
-def _ledger_entries(path: Path) -> list[dict[str, Any]]:
-    try:
-        entries: list[dict[str, Any]] = json.loads(path.read_text()).get("processes", [])
-    except (OSError, ValueError):
-        return []
-    return entries
-
-
 def current_pid(run_dir: Path, name: str, pid: int) -> int:
     """The pid of ``name`` now: its latest live restart, else ``pid`` (from ``target.json``)."""
-    for entry in reversed(_ledger_entries(run_dir / RESTART_LEDGER)):
-        if entry["name"] == name and alive(int(entry["pid"]), entry.get("start_ticks")):
-            return int(entry["pid"])
+    for entry in reversed(Ledger(run_dir / RESTART_LEDGER).entries()):
+        restart = ManagedProcess.from_entry(entry)
+        if restart.name == name and restart.running():
+            return restart.pid
     return pid
 
 
@@ -228,7 +220,7 @@ def restart_redis(
     """Start the Redis ``name`` of the run in ``run_dir`` again with its data directory, as a
     replica of ``replicaof``, or as a primary (``primary``), else in the role it was deployed
     with; return its pid once it accepts connections."""
-    entries = [e for e in _ledger_entries(run_dir / "ledger.json") if e["name"] == name]
+    entries = [e for e in Ledger(run_dir / SUPERVISOR_LEDGER).entries() if e["name"] == name]
     if not entries or entries[0].get("role") != "redis":
         raise InfraError(f"{name!r} is not a Redis of the run in {run_dir}; cannot restart it.")
     # The supervisor's entry may be an earlier restart it adopted: drop what a restart adds.
@@ -283,23 +275,9 @@ def _await_pid_file(path: Path, *, name: str, log: Path) -> int:
 def _record_restart(run_dir: Path, *, name: str, pid: int, argv: list[str], log: Path) -> None:
     """List the new process in :data:`RESTART_LEDGER` (teardown of the owning harness stops
     it) and in the run's ledger (``harness down`` and the reaping of a killed run stop it)."""
-    entry = {
-        "name": name,
-        "role": "redis",
-        "pid": pid,
-        "start_ticks": proc_start_ticks(pid),
-        "argv": argv,
-        "log": str(log),
-    }
-    for path in (run_dir / RESTART_LEDGER, run_dir / "ledger.json"):
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            data = {}
-        data["processes"] = [*data.get("processes", []), entry]
-        tmp = path.with_suffix(".tmp-restart")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(path)
+    proc = ManagedProcess.started(name, argv, role="redis", pid=pid, log_path=log)
+    for ledger in (RESTART_LEDGER, SUPERVISOR_LEDGER):
+        Ledger(run_dir / ledger).add(proc)
 
 
 def replica_linked(address: Address) -> bool:

@@ -32,7 +32,7 @@ from aiohttp import web
 from refplat.informer import ServerInformer, node_dirty, node_servers
 from refplat.metrics import AgentMetrics, metrics_handler
 from refplat.model import GameServer, GameServerState
-from refplat.runtime import HostPort, serving, sleep_or_stop
+from refplat.runtime import HostPort, run_until_stopped, serving, sleep_or_stop
 from refplat.slp import StatusInfo, bound_port, start_listener
 from refplat.store import Store
 
@@ -93,14 +93,7 @@ class Agent:
         """Run until ``stop`` is set, then close every listener."""
         raise_open_files_limit()
         async with serving(self.web_app(), self._settings.listen):
-            tasks = [
-                asyncio.create_task(self._heartbeat_loop(stop)),
-                asyncio.create_task(self._sync_loop(stop)),
-            ]
-            await stop.wait()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await run_until_stopped(stop, self._heartbeat_loop, self._sync_loop)
             self.close()
 
     def close(self) -> None:

@@ -101,6 +101,7 @@ class Api:
         self._store = store
         self._settings = settings
         self._draining = False
+        self._ready_ping: asyncio.Future[Any] | None = None
         self._admin_token = admin_token
         self.metrics = ApiMetrics()
         self._audit = audit_sink(
@@ -174,10 +175,18 @@ class Api:
         if self._settings.fail_readiness or self._draining:
             reason = "draining" if self._draining else "--fail-readiness"
             return web.json_response({"status": "unready", "error": reason}, status=503)
+        # One ping at a time, never cancelled by a readiness check that stops waiting for it:
+        # after a failover it may first wait on a Sentinel that is cut off (each costs its
+        # timeout, with retries) before one that answers moves to the front of the list; a
+        # ping cancelled at every check would never get that far (a region outage).
+        if self._ready_ping is None or self._ready_ping.done():
+            self._ready_ping = asyncio.ensure_future(self._store.redis.ping())
+            self._ready_ping.add_done_callback(_consume)
         try:
-            await asyncio.wait_for(self._store.redis.ping(), READY_PING_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.shield(self._ready_ping), READY_PING_TIMEOUT_S)
         except Exception as exc:
-            return web.json_response({"status": "unready", "error": str(exc)}, status=503)
+            error = str(exc) or f"Redis did not answer a ping within {READY_PING_TIMEOUT_S:g} s"
+            return web.json_response({"status": "unready", "error": error}, status=503)
         return web.json_response({"status": "ok"})
 
     async def _caller(self, request: web.Request) -> Caller:
@@ -357,6 +366,12 @@ class Api:
     ) -> None:
         actor = admin_or_tenant(tenant)
         await self._audit.record(actor=actor, action=action, object_id=object_id, details=details)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve a background ping's outcome (a readiness check may have stopped waiting)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _state_filter(

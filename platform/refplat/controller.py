@@ -141,6 +141,11 @@ class Controller:
             full_every_s=FULL_RELIST_S,
         )
         self._informer_term: Term | None = None
+        # A new leader counts a node's silence from its own first pass at the latest (as the
+        # Kubernetes node-lifecycle controller counts from when it saw a heartbeat): across a
+        # failover, heartbeats could not be written either, and none of them is a node's loss.
+        self._grace_term: Term | None = None
+        self._grace_from = 0.0
         self._audit = audit_sink(
             redis=store.redis,
             key_file=settings.audit_key_file,
@@ -277,6 +282,8 @@ class Controller:
         """List the world once and reconcile every key derived from it."""
         nodes = await self._store.list_nodes()
         now = await self._store.redis_time()
+        if self._grace_term != term:
+            self._grace_term, self._grace_from = term, now
         live = [n for n in nodes if self._is_live(n, now)]
         keys = [
             WorkKey(KeyKind.NODE_LOST, n.name)
@@ -303,7 +310,7 @@ class Controller:
             await sweep_ended(quota=Quota(store=self._store), data=DataDir(self._settings.data_dir))
 
     def _is_live(self, node: Node, now: float) -> bool:
-        fresh = now - node.heartbeat_at <= self._settings.heartbeat_timeout_s
+        fresh = now - max(node.heartbeat_at, self._grace_from) <= self._settings.heartbeat_timeout_s
         return node.state is NodeState.LIVE and fresh
 
     async def _reconcile_key(self, term: Term, key: WorkKey) -> None:
@@ -343,7 +350,7 @@ class Controller:
         timeout = self._settings.heartbeat_timeout_s
         policy = self._settings.lost_session_policy.value
         changed, replaced, ended = await self._store.run(
-            "CTL_NODE_LOST", *fence, node, timeout, policy
+            "CTL_NODE_LOST", *fence, node, timeout, policy, self._grace_from
         )
         if not changed:
             return

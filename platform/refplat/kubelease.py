@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from kubernetes import client as k8s
 
-from refplat.lease import Term
+from refplat.lease import TermKeeper
 from refplat.scripts import script
 from refplat.store import PREFIX, Store
 
@@ -67,8 +67,10 @@ class LeaseRecord:
     transitions: int
 
 
-class KubeLease:
+class KubeLease(TermKeeper):
     """This controller's view of the leader Lease ``namespace/name``."""
+
+    noun = "Lease"
 
     def __init__(
         self,
@@ -81,29 +83,14 @@ class KubeLease:
         store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(holder=holder, ttl_s=ttl_s, clock=clock)
         self._leases = k8s.CoordinationV1Api(api)
         self._namespace = namespace
         self._name = name
-        self._holder = holder
         self._duration = max(1, round(ttl_s))
-        self._ttl_s = ttl_s
         self._store = store
-        self._clock = clock
-        self._term: Term | None = None
-        self._valid_until = 0.0
         self._observed: LeaseRecord | None = None
         self._observed_at = 0.0
-
-    @property
-    def term(self) -> Term | None:
-        """The current term if this controller holds a Lease it still trusts."""
-        term = self._term
-        if term is not None and self._clock() >= self._valid_until:
-            log.warning(
-                "Lease epoch %d went unrenewed for %g s; stepping down", term.epoch, self._ttl_s
-            )
-            self._term = None
-        return self._term
 
     async def tick(self) -> bool:
         """Acquire the Lease when free or renew it when held; return whether held now."""
@@ -113,30 +100,23 @@ class KubeLease:
             floor = await self._redis_epoch()
             epoch = await asyncio.to_thread(self._acquire, floor)
             if epoch and await self._install(epoch):
-                self._term = Term(holder=self._holder, epoch=epoch)
-                self._valid_until = started + self._ttl_s
+                self._begin(epoch, started=started)
                 log.info(
                     "acquired the Lease %s/%s with epoch %d", self._namespace, self._name, epoch
                 )
             return self._term is not None
         renewed = await asyncio.to_thread(self._renew, held.epoch)
         if renewed and await self._install(held.epoch):
-            self._valid_until = started + self._ttl_s
+            self._renewed(started=started)
         elif not renewed:
             self.step_down(reason="the Lease is held by another holder or epoch")
         else:
             self.step_down(reason="a newer epoch is installed in Redis")
         return self._term is not None
 
-    def step_down(self, *, reason: str) -> None:
-        """Forget the term (after a failed renewal or a fenced write)."""
-        if self._term is not None:
-            log.warning("stepping down from epoch %d: %s", self._term.epoch, reason)
-        self._term = None
-
     async def release(self) -> None:
         """Empty the holder so a standby takes over without waiting for the duration."""
-        term, self._term = self._term, None
+        term = self._end()
         if term is not None:
             await asyncio.to_thread(self._release, term.epoch)
             log.info("released the Lease of epoch %d", term.epoch)

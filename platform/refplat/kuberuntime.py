@@ -51,7 +51,7 @@ from refplat.kubepod import (
 from refplat.kubewatch import CALL_TIMEOUT_S, PodView, PodWatch
 from refplat.metrics import AgentMetrics, metrics_handler
 from refplat.model import GameServer, GameServerState
-from refplat.runtime import HostPort, serving, sleep_or_stop
+from refplat.runtime import HostPort, run_until_stopped, serving, sleep_or_stop
 from refplat.scripts import script
 from refplat.states import Owner
 from refplat.store import Store
@@ -62,6 +62,10 @@ API_STALE_S = 20.0  # no answer from the apiserver for this long: stop heartbeat
 PASS_BACKOFF_S = (0.2, 10.0)
 FULL_SYNC_S = 10.0
 MAX_CALLS_IN_FLIGHT = 8
+# Servers converged at once in a pass. Unbounded, a pass over thousands of servers that turn
+# Ready together opened one Redis connection per server and hit the pool's limit ("Too many
+# connections"), each failure then backing off: at 1,000 Pods most servers lost seconds.
+MAX_STEPS_IN_FLIGHT = 32
 PERMANENT_STATUSES = frozenset({400, 403, 404, 422})  # a create that will not succeed by waiting
 RUNNING = frozenset({GameServerState.READY, GameServerState.ALLOCATED})
 
@@ -105,6 +109,7 @@ class KubeRuntime:
         self._wake = asyncio.Event()
         self._backoff = KeyBackoff()
         self._calls = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
+        self._steps = asyncio.Semaphore(MAX_STEPS_IN_FLIGHT)
         self._watch: PodWatch | None = None
         self._informer = ServerInformer(
             store,
@@ -131,14 +136,7 @@ class KubeRuntime:
         self._watch.start()
         try:
             async with serving(self.web_app(), self._settings.listen):
-                tasks = [
-                    asyncio.create_task(self._heartbeat_loop(stop)),
-                    asyncio.create_task(self._sync_loop(stop)),
-                ]
-                await stop.wait()
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await run_until_stopped(stop, self._heartbeat_loop, self._sync_loop)
         finally:
             await asyncio.to_thread(self._watch.stop)
 
@@ -222,8 +220,12 @@ class KubeRuntime:
             if server_id not in servers:
                 steps += [self._delete(pod) for pod in pods]
         self._backoff.retain(servers)
-        await asyncio.gather(*steps)
+        await asyncio.gather(*(self._bounded(step) for step in steps))
         self.metrics.game_servers.set(sum(1 for p in self.pods.values() if p.serving))
+
+    async def _bounded(self, step: Awaitable[None]) -> None:
+        async with self._steps:
+            await step
 
     async def _converge_key(self, server: GameServer, pods: list[PodView]) -> None:
         try:

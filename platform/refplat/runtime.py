@@ -8,8 +8,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import uvloop
 from aiohttp import web
@@ -87,3 +88,16 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     return stop.is_set()
+
+
+async def run_until_stopped(
+    stop: asyncio.Event, *loops: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+) -> None:
+    """Run each ``loop(stop)`` as a task until ``stop`` is set, then cancel and await them all."""
+    tasks = [asyncio.create_task(loop(stop)) for loop in loops]
+    try:
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -305,9 +305,12 @@ return 1
 
 CTL_NODE_LOST = """
 local node, timeout, policy = ARGV[3], tonumber(ARGV[4]), ARGV[5] or 'end'
+-- Silence counts from the later of the last heartbeat and the leader's first pass (ARGV[6]).
+local since = tonumber(ARGV[6] or '0') or 0
 local nkey = P .. 'node:' .. node
 local t = now()
-if hget(nkey, 'state') ~= 'Live' or t - tonumber(hget(nkey, 'heartbeat_at')) <= timeout then
+local seen = math.max(tonumber(hget(nkey, 'heartbeat_at')), since)
+if hget(nkey, 'state') ~= 'Live' or t - seen <= timeout then
   return {0, {}, {}}
 end
 redis.call('HSET', nkey, 'state', 'Lost')

@@ -182,7 +182,7 @@ def test_the_kwok_overlay_holds_only_what_the_kube_runtime_needs(
     assert expected == kinds
 
 
-def test_the_controller_may_only_manage_pods_and_leases(
+def test_the_controller_may_only_manage_pods_its_config_map_and_leases(
     rendered: dict[str, list[dict[str, Any]]],
 ) -> None:
     roles = by_kind(rendered["kind"], "Role")
@@ -191,8 +191,9 @@ def test_the_controller_may_only_manage_pods_and_leases(
         for r in roles["refplat-controller"]["rules"]
     )
     assert [
-        ("", "pods", ["create", "delete", "get", "list", "watch"]),
-        ("coordination.k8s.io", "leases", ["get", "update"]),
+        ("", "configmaps", ["create", "get"]),
+        ("", "pods", ["create", "delete", "list", "watch"]),
+        ("coordination.k8s.io", "leases", ["create", "get", "update"]),
     ] == rules
     bound = {
         s["name"]

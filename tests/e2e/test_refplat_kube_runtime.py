@@ -1,7 +1,10 @@
 """refplat's kube runtime and kube Lease against the real control plane: game servers are Pods.
 
 The api, a controller electing itself on a ``coordination.k8s.io`` Lease, and ``refplat
-kube-agent`` run as processes on a real Redis; KWOK marks the Pods Running and Ready.
+kube-agent`` run as processes on a real Redis; KWOK marks the Pods Running and Ready. The agent
+and the controller authenticate as the ServiceAccount ``refplat-controller`` with the Role of
+platform/manifests/base/runtime/controller-rbac.yaml (a token from the TokenRequest API), so
+these tests also prove that Role sufficient.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from mcstatus import JavaServer
 
@@ -25,6 +29,7 @@ from harness.util.scratch import scratch_redis, stop_process
 from refplat.kubelease import KubeLease
 from refplat.kubewatch import kube_client
 from refplat.store import FencedError, Store, connect
+from tests.conftest import REPO_ROOT
 from tests.integration.test_refplat_platform import ADMIN_TOKEN, Launcher, call, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -32,6 +37,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 WAIT_S = 30.0
 NODE = "kube-pool"
 GAME_PORT = 25565
+RBAC = REPO_ROOT / "platform/manifests/base/runtime/controller-rbac.yaml"
+SERVICE_ACCOUNT = "refplat-controller"
 
 
 class KubePlatform:
@@ -88,7 +95,48 @@ def kube_platform(
         stack.callback(core.delete_namespace, namespace, _request_timeout=10)
         launcher = Launcher(redis_url=redis_url, tmp_path=tmp_path)
         stack.callback(launcher.close)
-        yield _started(KubePlatform(launcher, core, namespace), kube_cluster.kubeconfig)
+        kubeconfig = service_account_kubeconfig(kube_cluster, api, namespace, tmp_path)
+        yield _started(KubePlatform(launcher, core, namespace), kubeconfig)
+
+
+def service_account_kubeconfig(
+    cluster: KubeCluster, api: k8s.ApiClient, namespace: str, directory: Path
+) -> Path:
+    """The manifests' ServiceAccount, Role and RoleBinding in ``namespace``; its kubeconfig."""
+    core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
+    for doc in yaml.safe_load_all(RBAC.read_text()):
+        doc["metadata"]["namespace"] = namespace
+        for subject in doc.get("subjects", []):
+            subject["namespace"] = namespace
+        create = {
+            "ServiceAccount": core.create_namespaced_service_account,
+            "Role": rbac.create_namespaced_role,
+            "RoleBinding": rbac.create_namespaced_role_binding,
+        }[doc["kind"]]
+        create(namespace, doc, _request_timeout=10)
+    request = {"spec": {"expirationSeconds": 3600}}
+    token = core.create_namespaced_service_account_token(
+        SERVICE_ACCOUNT, namespace, request, _request_timeout=10
+    ).status.token
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {
+                    "server": cluster.api_url,
+                    "certificate-authority": str(cluster.pki.ca.cert),
+                },
+            }
+        ],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": SERVICE_ACCOUNT}}],
+        "current-context": "c",
+    }
+    path = directory / "service-account.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def _started(plat: KubePlatform, kubeconfig_path: Path) -> KubePlatform:

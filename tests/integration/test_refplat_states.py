@@ -506,3 +506,20 @@ def test_random_script_sequences_keep_the_table_and_the_invariants(lua: Lua) -> 
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
     )
+
+
+def test_a_node_is_lost_only_after_the_timeout_counted_from_the_leaders_first_pass(
+    lua: Lua,
+) -> None:
+    # n1's heartbeat is 60 s old; a leader that took over 2 s ago (across a Redis failover, when
+    # no heartbeat could be written) counts the node's silence from its own first pass.
+    put_server(lua, GS.READY)
+    now = float(lua.conn.time()[0])
+    lua.conn.hset(f"{P}node:n1", "heartbeat_at", now - 60)
+
+    assert [0, [], []] == lua("CTL_NODE_LOST", "n1", 8, "end", now - 2)
+    assert "Live" == lua.conn.hget(f"{P}node:n1", "state")
+    # Once the timeout has passed since that first pass too, the node is lost.
+    changed, _, _ = lua("CTL_NODE_LOST", "n1", 8, "end", now - 9)
+    assert changed != 0
+    assert "Lost" == lua.conn.hget(f"{P}node:n1", "state")

@@ -59,6 +59,7 @@ def users_over_time(profile: Any, seconds: list[float]) -> list[int | None]:
 def options(**given: Any) -> SimpleNamespace:
     """Locust's parsed options as far as the shapes read them (None: not given)."""
     names = ["users", "base_users", "spawn_rate", "duration_s", "ramp_s", "spike_at_s", "spike_s"]
+    names += ["servers"]
     values: dict[str, Any] = {f"shape_{n}": None for n in names}
     values |= {"shape": "", "num_users": None, "spawn_rate": None}
     return SimpleNamespace(**(values | given))
@@ -131,8 +132,17 @@ def test_a_ramp_spawns_fast_enough_to_follow_its_line() -> None:
         ({"shape": "soak", "shape_duration_s": 10, "shape_ramp_s": 6}, "at most half"),
         ({"shape": "ramp", "shape_users": -1}, "--shape-users must be 0 or more"),
         ({"shape": "zigzag"}, "one of steady, ramp, spike, soak"),
+        ({"shape": "ramp", "shape_servers": 10, "shape_users": 10}, "not both"),
+        ({"shape": "ramp", "shape_servers": 0}, "--shape-servers must be 1 or more"),
     ],
-    ids=["soak-without-duration", "soak-ramps-too-long", "negative-users", "unknown"],
+    ids=[
+        "soak-without-duration",
+        "soak-ramps-too-long",
+        "negative-users",
+        "unknown",
+        "servers-and-users",
+        "no-servers",
+    ],
 )
 def test_bad_shape_options_name_the_option(given: dict[str, Any], message: str) -> None:
     with pytest.raises(shapes.ShapeError, match=message):
@@ -156,6 +166,96 @@ def test_with_shape_the_locustfiles_shape_gets_the_profile() -> None:
     shapes._select_shape(env)
 
     assert (env.shape_class, shape.profile) == (shape, shapes.Ramp(users=8, ramp_s=4.0))
+
+
+def test_a_shape_ends_the_run_at_minus_t_unless_it_has_a_duration_of_its_own() -> None:
+    by_t = shapes.profile_from(options(shape="ramp", shape_users=10, shape_ramp_s=5, run_time=30))
+    own = shapes.profile_from(
+        options(shape="ramp", shape_users=10, shape_ramp_s=5, shape_duration_s=8, run_time=30)
+    )
+
+    assert ([10, None], [None, None]) == (
+        users_over_time(by_t, [29.9, 30]),
+        users_over_time(own, [8, 30]),
+    )
+
+
+def test_a_servers_ramp_asks_for_one_user_per_server_along_its_line() -> None:
+    profile = shapes.profile_from(
+        options(shape="ramp", shape_servers=10000, shape_ramp_s=100, num_users=7)
+    )
+
+    assert [0, 5000, 10000, 10000] == users_over_time(profile, [0, 50, 100, 500])
+
+
+class TenantUser:
+    weight = 3
+    fixed_count = 0
+
+
+class AdminUser:
+    weight = 1
+    fixed_count = 1
+
+
+class HolderUser:
+    holds_server = True
+    weight = 0
+    fixed_count = 0
+
+
+def locust_env(
+    given: dict[str, Any], classes: tuple[type, ...] = (TenantUser, AdminUser, HolderUser)
+) -> SimpleNamespace:
+    """Locust's environment as the shapes see it: weight-0 classes left out, as Locust does."""
+    return SimpleNamespace(
+        parsed_options=options(**given),
+        shape_class=shapes.HarnessShape(),
+        available_user_classes={c.__name__: c for c in classes},
+        user_classes=[c for c in classes if c.weight or c.fixed_count],
+    )
+
+
+def test_a_servers_shape_starts_only_the_users_that_hold_a_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(HolderUser, "weight", 0)
+    env = locust_env({"shape": "ramp", "shape_servers": 40, "shape_ramp_s": 4})
+
+    shapes._select_shape(env)
+
+    assert ([HolderUser], 1, shapes.Ramp(users=40, ramp_s=4.0)) == (
+        env.user_classes,
+        HolderUser.weight,
+        env.shape_class.profile,
+    )
+
+
+def test_a_locust_worker_can_spawn_server_holders_its_master_asks_for() -> None:
+    env = locust_env({"worker": True})
+
+    shapes._select_shape(env)
+
+    assert [TenantUser, AdminUser, HolderUser] == env.user_classes
+
+
+@pytest.mark.parametrize(
+    ("given", "classes", "message"),
+    [
+        (
+            {"shape": "ramp", "shape_servers": 5},
+            (TenantUser, AdminUser),
+            "no user class that holds a game server",
+        ),
+        ({"shape_servers": 5}, (TenantUser, HolderUser), "--shape-servers needs a shape"),
+    ],
+    ids=["no-holder-class", "no-shape"],
+)
+def test_a_servers_shape_that_cannot_hold_servers_stops_locust_saying_why(
+    given: dict[str, Any], classes: tuple[type, ...], message: str
+) -> None:
+    with pytest.raises(SystemExit, match=message):
+        shapes._select_shape(locust_env(given, classes))
 
 
 def test_a_shape_without_profile_ends_the_run_instead_of_guessing() -> None:

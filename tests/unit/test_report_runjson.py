@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from harness.model import (
+    AlertRecord,
     ExitCode,
     FaultRecord,
     LoadSummary,
@@ -70,6 +71,12 @@ RUN = RunRecord(
     ),
     artifacts={"junit": "junit.xml"},
     errors=("locust exited early",),
+    alerts=(
+        AlertRecord("RefplatApiReplicasLow", START + 31, START + 40.5,
+                    {"alertname": "RefplatApiReplicasLow", "severity": "page"}),
+        AlertRecord("RefplatControllerNoLeader", START + 32, None,
+                    {"alertname": "RefplatControllerNoLeader", "severity": "page"}),
+    ),
 )  # fmt: skip
 
 
@@ -77,9 +84,18 @@ def test_the_document_has_every_contract_key() -> None:
     expected = {
         "schema_version", "run_id", "profile", "target", "started_at", "ended_at", "duration_s",
         "verdict", "exit_code", "slos", "faults", "phases", "load", "artifacts", "errors",
-        "regressions",
+        "regressions", "alerts",
     }  # fmt: skip
     assert expected == set(run_to_json(RUN))
+
+
+def test_alerts_list_name_instants_and_labels_and_null_while_firing() -> None:
+    alerts = run_to_json(RUN)["alerts"]
+    assert [("RefplatApiReplicasLow", "2026-01-01T00:00:31.000Z", "2026-01-01T00:00:40.500Z"),
+            ("RefplatControllerNoLeader", "2026-01-01T00:00:32.000Z", None)] == [
+        (a["name"], a["start"], a["end"]) for a in alerts
+    ]  # fmt: skip
+    assert {"alertname": "RefplatApiReplicasLow", "severity": "page"} == alerts[0]["labels"]
 
 
 def test_instants_are_iso_8601_utc_and_durations_are_seconds() -> None:

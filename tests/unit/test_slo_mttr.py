@@ -31,7 +31,14 @@ from harness.slo import (
     load_slo_file,
     scopes,
 )
-from harness.slo._mttr import Recovery, distribution, first_recovery, percentile, worst_points
+from harness.slo._mttr import (
+    Recovery,
+    distribution,
+    first_recovery,
+    measure_mttr,
+    percentile,
+    worst_points,
+)
 from harness.util.yamlsrc import load_yaml
 from tests.contracts.test_slo_files import schema, validate
 from tests.unit.test_slo_file import load_text, problems_of
@@ -506,3 +513,37 @@ def test_a_bad_mttr_field_names_the_file_line_and_field(
 ) -> None:
     assert old in GOOD
     assert [expected] == problems_of(tmp_path, GOOD.replace(old, new))
+
+
+class _Series:
+    """A PromQuery over one fixed series of points (for range queries only)."""
+
+    def __init__(self, pts: list[tuple[float, float]]) -> None:
+        self.pts = pts
+
+    def instant(self, query: str, at: float) -> list[Any]:
+        raise AssertionError("no instant query expected")
+
+    def range(self, query: str, *, start: float, end: float, step_s: float) -> list[Any]:
+        return [({}, [(t, v) for t, v in self.pts if start <= t <= end])]
+
+
+def test_a_breach_that_starts_only_after_another_fault_is_that_faults_not_this_ones() -> None:
+    # "kill" at 10 s never shows; "other" at 40 s drops the SLI from 45 s to 50 s.
+    other = FaultRecord("other", "o.yaml", injected_at=40.0, recovered_at=None, status=P)
+    found = scopes(mttr_spec(), run_window=RUN, phases=[], faults=[fault(10.0), other])
+    (scope,) = found
+    assert 40.0 == scope.breach_by
+    values = [1.0 if not 45 <= t < 50 else 0.0 for t in range(100)]
+    prom = _Series([(float(t), v) for t, v in zip(range(100), values, strict=True)])
+
+    before = measure_mttr(
+        mttr_spec(), prom=prom, window=scope.window, fault=fault(10.0), step_s=1.0
+    )
+    cut = measure_mttr(
+        mttr_spec(), prom=prom, window=scope.window, fault=fault(10.0), step_s=1.0,
+        breach_by=scope.breach_by,
+    )  # fmt: skip
+
+    assert 40.0 == before.value  # the other fault's breach, counted against this one
+    assert 0.0 == cut.value

@@ -56,14 +56,19 @@ class Restarted:
 
 
 def lb_states(endpoints: Endpoints, timeout_s: float = 1.0) -> dict[str, str]:
-    """HAProxy's view of each API replica (``UP``, ``DOWN``, ``MAINT``...), by server name."""
-    lbs = endpoints.by_role("loadbalancer")
-    if not lbs or not lbs[0].url:
-        return {}
-    resp = request("GET", f"{lbs[0].url}/metrics", timeout_s=timeout_s)
-    if not resp.ok:
-        raise ActivityFailed(f"HAProxy's metrics at {lbs[0].url} answered {resp.status}")
-    return parse_lb_states(resp.body.decode(errors="replace"))
+    """HAProxy's view of each API replica (``UP``, ``DOWN``, ``MAINT``...), by server name.
+
+    With regions each region's balancer knows its own replicas; their views are merged.
+    """
+    states: dict[str, str] = {}
+    for lb in endpoints.by_role("loadbalancer"):
+        if not lb.url:
+            continue
+        resp = request("GET", f"{lb.url}/metrics", timeout_s=timeout_s)
+        if not resp.ok:
+            raise ActivityFailed(f"HAProxy's metrics at {lb.url} answered {resp.status}")
+        states.update(parse_lb_states(resp.body.decode(errors="replace")))
+    return states
 
 
 def parse_lb_states(text: str, backend: str = BACKEND) -> dict[str, str]:

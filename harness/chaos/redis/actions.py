@@ -46,10 +46,7 @@ def kill_primary(
     for the new primary on their next connection. Fails (and records nothing) when the sentinels
     do not settle in time.
     """
-    if not 0 < settle_timeout_s <= MAX_WAIT_S:
-        raise ActivityFailed(
-            f"settle_timeout_s must be in (0, {MAX_WAIT_S:g}], not {settle_timeout_s}"
-        )
+    _target.check_within("settle_timeout_s", settle_timeout_s, MAX_WAIT_S)
     endpoints = _target.load(target_file)
     replicas = sum(
         1 for p in _topology.redis_processes(endpoints) if _topology.running(endpoints, p)
@@ -69,15 +66,9 @@ def kill_primary(
         raise ActivityFailed(f"unknown signal {signal_name!r}; use e.g. SIGKILL") from None
     pid = _topology.pid_of(endpoints, proc)
     host, port = _topology.address_of(proc)
-    event = _target.timeline(endpoints).append(
-        {
-            "kind": "fault",
-            "name": fault_name,
-            "event": "injected",
-            "target": proc.name,
-            "pid": pid,
-            "detail": f"{signal_name} to the Redis primary {proc.name} at {host}:{port}",
-        }
+    detail = f"{signal_name} to the Redis primary {proc.name} at {host}:{port}"
+    event = _target.record_fault(
+        endpoints, fault_name, "injected", target=proc.name, pid=pid, detail=detail
     )
     os.kill(pid, signum)
     return {"killed": proc.name, "pid": pid, "address": f"{host}:{port}", "at": event["at"]}
@@ -93,8 +84,7 @@ def restart_redis(
     data is whole again. A Redis that runs is left alone, so this is safe as a rollback. Returns
     what was restarted: name, new pid and the primary it follows.
     """
-    if not 0 < timeout_s <= MAX_WAIT_S:
-        raise ActivityFailed(f"timeout_s must be in (0, {MAX_WAIT_S:g}], not {timeout_s}")
+    _target.check_within("timeout_s", timeout_s, MAX_WAIT_S)
     endpoints = _target.load(target_file)
     stopped = [
         p
@@ -140,8 +130,7 @@ def allocate_sessions(
     """
     if not 0 < count <= 20:
         raise ActivityFailed(f"count must be in 1..20, not {count}")
-    if not 0 < timeout_s <= MAX_WAIT_S:
-        raise ActivityFailed(f"timeout_s must be in (0, {MAX_WAIT_S:g}], not {timeout_s}")
+    _target.check_within("timeout_s", timeout_s, MAX_WAIT_S)
     endpoints = _target.load(target_file)
     ids: list[str] = []
     try:

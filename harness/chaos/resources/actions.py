@@ -62,8 +62,7 @@ def cpu_hog(
     pins them to the CPUs the first live process of that role may run on, so they compete with
     it. Each hog is a child process that stops by itself; the action waits for them.
     """
-    if not 0 < duration_s <= MAX_HOG_S:
-        raise ActivityFailed(f"duration_s must be in (0, {MAX_HOG_S:g}], not {duration_s}")
+    _target.check_within("duration_s", duration_s, MAX_HOG_S)
     if not 1 <= cores <= (os.cpu_count() or 1):
         raise ActivityFailed(f"cores must be in [1, {os.cpu_count()}], not {cores}")
     endpoints = _target.load(target_file)
@@ -71,15 +70,9 @@ def cpu_hog(
     cpus = _cpus_of(endpoints, role) if role else None
     argv = [*prefix, sys.executable, "-c", HOG_CODE, str(duration_s)]
     log_path = Path(endpoints.run_dir) / "logs" / "cpu-hog.log"
-    event = _target.timeline(endpoints).append(
-        {
-            "kind": "fault",
-            "name": fault_name,
-            "event": "injected",
-            "target": host or role or "machine",
-            "detail": f"{cores} CPU hog(s) for {duration_s:g} s",
-        }
-    )
+    hogged = host or role or "machine"
+    detail = f"{cores} CPU hog(s) for {duration_s:g} s"
+    event = _target.record_fault(endpoints, fault_name, "injected", target=hogged, detail=detail)
     names = [f"cpu-hog-{i}" for i in range(1, cores + 1)]
     # Held until reaped, so that subprocess never collects a hog's status before wait4 does.
     hogs = [_ledger.spawn(endpoints, n, argv, role=HOG_ROLE, log_path=log_path) for n in names]
@@ -92,15 +85,8 @@ def cpu_hog(
         hog.returncode = 0  # reaped by wait4 above
     _ledger.forget(endpoints, names)
     wall_s = time.time() - event["at"]
-    _target.timeline(endpoints).append(
-        {
-            "kind": "fault",
-            "name": fault_name,
-            "event": "ended",
-            "target": host or role or "machine",
-            "detail": f"{cpu_s:.2f} CPU seconds over {wall_s:.2f} s",
-        }
-    )
+    detail = f"{cpu_s:.2f} CPU seconds over {wall_s:.2f} s"
+    _target.record_fault(endpoints, fault_name, "ended", target=hogged, detail=detail)
     return {"hogs": pids, "cpu_s": round(cpu_s, 3), "wall_s": round(wall_s, 3), "at": event["at"]}
 
 
@@ -139,19 +125,15 @@ def fill_disk(
             "api with --session-disk-quota-bytes <= max_bytes, or raise max_bytes"
         )
     counted_before = quota_rejections(endpoints)
-    event = _record(endpoints, fault_name, "injected", session, f"filling {quota} bytes")
+    detail = f"filling {quota} bytes"
+    event = _target.record_fault(endpoints, fault_name, "injected", target=session, detail=detail)
     result = _fill(endpoints, filler, quota=quota, file_bytes=file_bytes)
     counted = quota_rejections(endpoints) - counted_before
     result.update(at=event["at"], quota_bytes=quota, session=session, counted_rejections=counted)
     _tenants.save_result(endpoints, fault_name, result)
     _tenants.save_result(endpoints, f"{fault_name}.filler", {**filler, "files": result["files"]})
-    _record(
-        endpoints,
-        fault_name,
-        "ended",
-        session,
-        f"{result['used_bytes']} of {quota} bytes used; statuses {result['statuses']}",
-    )
+    detail = f"{result['used_bytes']} of {quota} bytes used; statuses {result['statuses']}"
+    _target.record_fault(endpoints, fault_name, "ended", target=session, detail=detail)
     return result
 
 
@@ -189,7 +171,8 @@ def rate_limit_storm(
     endpoints = _target.load(target_file)
     storm_tenant = _tenant_session(endpoints, "storm")
     path = f"/v1/sessions/{storm_tenant['session']}"
-    event = _record(endpoints, fault_name, "injected", "api", f"{workers} connections, one token")
+    detail = f"{workers} connections, one token"
+    event = _target.record_fault(endpoints, fault_name, "injected", target="api", detail=detail)
     storm = _Storm(endpoints.api_url, storm_tenant["token"], path, deadline=0.0)
     bystander = _Storm(endpoints.api_url, endpoints.tenant_token(), "/v1/servers", deadline=0.0)
     storm.deadline = bystander.deadline = time.monotonic() + duration_s
@@ -212,7 +195,8 @@ def rate_limit_storm(
         "bystander_statuses": {str(k): v for k, v in sorted(bystander.statuses.items())},
     }
     _tenants.save_result(endpoints, fault_name, result)
-    _record(endpoints, fault_name, "ended", "api", f"storm {result['statuses']}")
+    detail = f"storm {result['statuses']}"
+    _target.record_fault(endpoints, fault_name, "ended", target="api", detail=detail)
     return result
 
 
@@ -325,9 +309,3 @@ def _wait_cpu_seconds(pid: int) -> float:
     """Wait for hog ``pid`` (a child) to stop by itself; return the CPU seconds it used."""
     _, _, usage = os.wait4(pid, 0)
     return usage.ru_utime + usage.ru_stime
-
-
-def _record(endpoints: Endpoints, fault: str, event: str, target: str, detail: str) -> Any:
-    return _target.timeline(endpoints).append(
-        {"kind": "fault", "name": fault, "event": event, "target": target, "detail": detail}
-    )
