@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.asyncio.sentinel import SentinelManagedConnection as AsyncSentinelConnection
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -132,8 +132,16 @@ def _client_kwargs(settings: RedisSettings) -> dict[str, Any]:
     }
 
 
-def _sentinel_kwargs() -> dict[str, Any]:
-    return {"socket_timeout": SENTINEL_TIMEOUT_S, "socket_connect_timeout": SENTINEL_TIMEOUT_S}
+def _sentinel_kwargs(*, asynchronous: bool) -> dict[str, Any]:
+    """Each Sentinel is asked once per discovery, without retries: redis-py's default retry
+    (exponential from 1 s, three times) made a cut-off Sentinel at the head of the list cost
+    ~10 s per discovery before the next one was asked (a region outage)."""
+    retry = AsyncRetry(NoBackoff(), 0) if asynchronous else Retry(NoBackoff(), 0)
+    return {
+        "socket_timeout": SENTINEL_TIMEOUT_S,
+        "socket_connect_timeout": SENTINEL_TIMEOUT_S,
+        "retry": retry,
+    }
 
 
 def _backoff() -> ExponentialWithJitterBackoff:
@@ -194,7 +202,8 @@ def connect(target: str | RedisSettings) -> aioredis.Redis:
         client: aioredis.Redis = aioredis.from_url(settings.url, **kwargs)
         return client
     sentinel = AsyncSentinel(
-        [(s.host, s.port) for s in settings.sentinels], sentinel_kwargs=_sentinel_kwargs()
+        [(s.host, s.port) for s in settings.sentinels],
+        sentinel_kwargs=_sentinel_kwargs(asynchronous=True),
     )  # type: ignore[no-untyped-call]
     master: _SentinelMaster = sentinel.master_for(
         str(settings.master),
@@ -222,7 +231,8 @@ def connect_sync(target: str | RedisSettings, *, decode: bool = True) -> redis.R
         client: redis.Redis = redis.Redis.from_url(settings.url, **kwargs)
         return client
     sentinel = Sentinel(
-        [(s.host, s.port) for s in settings.sentinels], sentinel_kwargs=_sentinel_kwargs()
+        [(s.host, s.port) for s in settings.sentinels],
+        sentinel_kwargs=_sentinel_kwargs(asynchronous=False),
     )  # type: ignore[no-untyped-call]
     master: _SyncSentinelMaster = sentinel.master_for(  # type: ignore[no-untyped-call]
         str(settings.master),

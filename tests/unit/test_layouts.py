@@ -44,10 +44,10 @@ def test_two_regions_name_every_host_by_region_and_place_redis_per_the_file() ->
         assert {f"{region}-api-1", f"{region}-api-2", f"{region}-lb"} <= set(hosts)
         assert {f"{region}-controller-1", f"{region}-agent-1", f"{region}-agent-2"} <= set(hosts)
     assert {"lb", "ops"} <= set(hosts)
-    # The primary first; each region keeps a replica to acknowledge writes (WAIT 1).
-    assert ["eu-redis-1", "eu-redis-2", "us-redis-1", "us-redis-2"] == regions.redis_names()
+    # The primary first, alone in eu: the replica WAIT 1 waits for is in the other region.
+    assert ["eu-redis-1", "us-redis-1", "us-redis-2"] == regions.redis_names()
     assert ["eu-sentinel-1", "us-sentinel-1", "us-sentinel-2"] == regions.sentinel_names()
-    assert (3, 3) == (regions.redis_replicas, regions.redis_sentinels)
+    assert (2, 3) == (regions.redis_replicas, regions.redis_sentinels)
     assert "replace" == regions.layout.lost_sessions
     assert ("eu", "us", "", "") == tuple(
         regions.region_of(h) for h in ("eu-lb", "us-agent-2", "lb", "ops")
