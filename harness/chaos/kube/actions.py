@@ -90,11 +90,8 @@ def drain_node(
     run = _cluster.load(target_file)
     with run.client() as api:
         core = k8s.CoreV1Api(api)
-        name, on_node = _victim_node(run, core, node)
-        obj = api.sanitize_for_serialization(core.read_node(name, _request_timeout=CALL_TIMEOUT_S))
-        record_node(run.run_dir, change="cordoned", node=obj)
+        name, on_node = _take_node(run, api, core, node, change="cordoned", fault_name=fault_name)
         core.patch_node(name, {"spec": {"unschedulable": True}}, _request_timeout=CALL_TIMEOUT_S)
-        _cluster.save_victims(run, fault_name, _lost(on_node), node=name)
         _cluster.record(
             run,
             fault_name,
@@ -120,10 +117,7 @@ def delete_node(
     run = _cluster.load(target_file)
     with run.client() as api:
         core = k8s.CoreV1Api(api)
-        name, on_node = _victim_node(run, core, node)
-        obj = api.sanitize_for_serialization(core.read_node(name, _request_timeout=CALL_TIMEOUT_S))
-        record_node(run.run_dir, change="deleted", node=obj)
-        _cluster.save_victims(run, fault_name, _lost(on_node), node=name)
+        name, on_node = _take_node(run, api, core, node, change="deleted", fault_name=fault_name)
         _cluster.record(
             run,
             fault_name,
@@ -141,6 +135,24 @@ def delete_node(
             )
     log.info("deleted node %s and %d pods on it", name, len(on_node))
     return {"node": name, "deleted": [v.pod.metadata.name for v in on_node]}
+
+
+def _take_node(
+    run: KubeRun,
+    api: Any,  # the kubernetes ApiClient of run.client() (untyped)
+    core: k8s.CoreV1Api,
+    node: str,
+    *,
+    change: str,
+    fault_name: str,
+) -> tuple[str, list[Placed]]:
+    """Choose the Node a node fault takes (see :func:`_victim_node`), keep its object for the
+    rollback (``change``: what the fault does to it) and the servers it will lose."""
+    name, on_node = _victim_node(run, core, node)
+    obj = api.sanitize_for_serialization(core.read_node(name, _request_timeout=CALL_TIMEOUT_S))
+    record_node(run.run_dir, change=change, node=obj)
+    _cluster.save_victims(run, fault_name, _lost(on_node), node=name)
+    return name, on_node
 
 
 def restart_lost_servers(
