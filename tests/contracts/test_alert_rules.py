@@ -65,7 +65,12 @@ def test_one_of_two_api_replicas_down_pages_after_six_seconds_not_before(
     rules: Path, tmp_path: Path
 ) -> None:
     """``RefplatApiReplicasLow`` has ``for: 2m`` in production, 6 s here: replica b is down
-    from 5 s, so the alert is pending from 5 s and firing from 11 s."""
+    from 5 s, so the alert is pending from 5 s and firing from 11 s.
+
+    The alert reads a recording rule of another group. Without ``group_eval_order`` promtool
+    evaluates the groups in map order, so in some runs the alert saw the previous step's
+    recording and fired a step late (CI, stop 11); the order is pinned as Prometheus' own
+    rule manager would run them one after the other."""
     name = "RefplatApiReplicasLow"
     (rule,) = [
         r
@@ -77,6 +82,7 @@ def test_one_of_two_api_replicas_down_pages_after_six_seconds_not_before(
     tests = {
         "rule_files": [str(rules)],
         "evaluation_interval": "1s",
+        "group_eval_order": [g["name"] for g in yaml.safe_load(rules.read_text())["groups"]],
         "tests": [
             {
                 "interval": "1s",
