@@ -57,6 +57,7 @@ class AuditAction(enum.StrEnum):
     BACKUP_RESTORE = "backup.restore"
     CONTROLLER_SCHEDULE = "controller.schedule"
     CONTROLLER_NODE_LOST = "controller.node_lost"
+    CONTROLLER_SERVER_LOST = "controller.server_lost"
     CONTROLLER_SESSION_REPLACED = "controller.session_replaced"
     CONTROLLER_SESSION_EXPIRED = "controller.session_expired"
     CONTROLLER_REMOVE_ORPHAN = "controller.remove_orphan"

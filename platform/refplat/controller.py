@@ -4,7 +4,8 @@ Each pass lists nodes and due sessions, refreshes its cache of servers (an infor
 changed servers are re-read, see :mod:`refplat.informer`), derives the work keys, and
 reconciles each key with one fenced Lua script: a lost node releases its servers (back to
 Creating; Stopped ones stay Stopped without a node) and ends their sessions (ServerLost) or,
-by policy, moves each to a Ready server of its tenant and region; a Creating server is
+by policy, moves each to a Ready server of its tenant and region; a server whose Pod was lost
+(kube runtime: Unhealthy with ``lost`` set) is released the same way, alone; a Creating server is
 scheduled onto the live node with the fewest servers; a due session ends (Expired); a
 Shutdown server no live agent will remove is deleted. With a data directory, the world
 files of ended sessions are deleted too (see :mod:`refplat.worldfiles`); with an archive
@@ -23,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 from aiohttp import web
@@ -93,6 +94,7 @@ class KeyKind(enum.Enum):
     """What a work key asks the controller to converge."""
 
     NODE_LOST = "NODE_LOST"
+    SERVER_LOST = "SERVER_LOST"
     SCHEDULE = "SCHEDULE"
     EXPIRE_SESSION = "EXPIRE_SESSION"
     REMOVE_ORPHAN = "REMOVE_ORPHAN"
@@ -336,6 +338,8 @@ class Controller:
         fence = (term.holder, term.epoch)
         if key.kind is KeyKind.NODE_LOST:
             await self._node_lost(fence, key.name)
+        elif key.kind is KeyKind.SERVER_LOST:
+            await self._server_lost(fence, key.name)
         elif key.kind is KeyKind.SCHEDULE:
             await self._schedule(fence, key.name)
         elif key.kind is KeyKind.EXPIRE_SESSION:
@@ -362,6 +366,27 @@ class Controller:
             len(ended),
         )
         await self._audited(fence, AuditAction.CONTROLLER_NODE_LOST, node)
+        await self._audit_replaced(fence, replaced)
+
+    async def _server_lost(self, fence: tuple[str, int], server_id: str) -> None:
+        """A server whose Pod was lost (kube runtime) is handled as one of a lost node's."""
+        policy = self._settings.lost_session_policy.value
+        changed, replaced, ended = await self._store.run(
+            "CTL_SERVER_LOST", *fence, server_id, policy
+        )
+        if not changed:
+            return
+        log.warning(
+            "server %s lost its pod; it goes back to Creating; sessions re-placed: %d,"
+            " ended ServerLost: %d",
+            server_id,
+            len(replaced),
+            len(ended),
+        )
+        await self._audited(fence, AuditAction.CONTROLLER_SERVER_LOST, server_id)
+        await self._audit_replaced(fence, replaced)
+
+    async def _audit_replaced(self, fence: tuple[str, int], replaced: list[Any]) -> None:
         for session_id in replaced:
             await self._audited(fence, AuditAction.CONTROLLER_SESSION_REPLACED, str(session_id))
 
@@ -388,6 +413,8 @@ def _server_key(server: GameServer) -> KeyKind | None:
         return KeyKind.SCHEDULE
     if server.state is GameServerState.SHUTDOWN:
         return KeyKind.REMOVE_ORPHAN
+    if server.state is GameServerState.UNHEALTHY and server.lost:
+        return KeyKind.SERVER_LOST
     return None
 
 

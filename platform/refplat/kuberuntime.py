@@ -14,10 +14,14 @@ server of the node, with its Pod, to one action (agent-owned transitions of
   Ready Pod: Ready, with the Pod's IP as address and the game port (``POD_READY``: the same
   transition and checks as ``MARK_READY``, which cannot set the address); Starting with a
   failed Pod, or a Pod the apiserver refuses: Error (``MARK_ERROR``);
-- Ready or Allocated whose Pod is gone (deleted, evicted, failed, no longer Ready): Unhealthy
-  (``MARK_UNHEALTHY``: it leaves the Ready pool; its session ends ServerLost), and the Pod is
-  deleted. As on the local runtime a restart through the api brings it back (a new Pod); the
-  controller repairs servers only when their node is lost;
+- Ready or Allocated whose Pod is gone (deleted or being deleted, evicted, failed): a lost
+  server (``POD_LOST``: Unhealthy with ``lost`` set; it leaves the Ready pool and keeps its
+  session), and the Pod is deleted; the controller then handles it as a server of a lost node
+  (back to Creating, scheduled again, so a new Pod replaces the old; its session re-placed or
+  ended by policy);
+- Ready or Allocated whose Pod is Running but no longer Ready: Unhealthy (``MARK_UNHEALTHY``,
+  as a listener that stopped serving on the local runtime: its session ends ServerLost), and
+  the Pod is deleted; a restart through the api brings a new Pod;
 - Stopped, Unhealthy, Error: no Pod; Shutdown: no Pod, then the record goes
   (``REMOVE_SHUTDOWN``); a Pod of a server no longer on this node is deleted.
 
@@ -275,9 +279,15 @@ class KubeRuntime:
     async def _running(self, server: GameServer, pod: PodView | None) -> None:
         if pod is not None and pod.serving:
             return
-        why = "its pod is gone" if pod is None else f"pod {pod.name} is {pod.phase} {pod.reason}"
-        if await self._store.run("MARK_UNHEALTHY", server.id, self._settings.node):
-            log.warning("game server %s is Unhealthy: %s", server.id, why.strip())
+        node = self._settings.node
+        if pod is None or pod.failed:  # Pods being deleted are not passed here (see sync)
+            why = "pod deleted" if pod is None else f"pod {pod.reason or pod.phase}"
+            if await self._store.run("POD_LOST", server.id, node, why):
+                log.warning(
+                    "game server %s lost its pod (%s): the controller replaces it", server.id, why
+                )
+        elif await self._store.run("MARK_UNHEALTHY", server.id, node):
+            log.warning("game server %s is Unhealthy: pod %s is not Ready", server.id, pod.name)
         if pod is not None:
             await self._delete(pod)
 

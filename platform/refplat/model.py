@@ -89,6 +89,7 @@ class GameServer:
     memory_mib: int = DEFAULT_MEMORY_MIB
     disk_quota_mib: int = DEFAULT_DISK_QUOTA_MIB
     restart: str | None = None
+    lost: str | None = None  # why an Unhealthy server's Pod is gone: the controller replaces it
 
     @classmethod
     def from_hash(cls, raw: Mapping[str, str]) -> GameServer:
@@ -106,6 +107,7 @@ class GameServer:
             memory_mib=_opt_int(raw, "memory_mib") or DEFAULT_MEMORY_MIB,
             disk_quota_mib=_opt_int(raw, "disk_quota_mib") or DEFAULT_DISK_QUOTA_MIB,
             restart=_opt_str(raw, "restart"),
+            lost=_opt_str(raw, "lost"),
         )
 
     def to_json(self) -> JsonObject:
@@ -123,6 +125,7 @@ class GameServer:
             "memory_mib": self.memory_mib,
             "disk_quota_mib": self.disk_quota_mib,
             "restarting": self.restart is not None,
+            "lost": self.lost if self.state is GameServerState.UNHEALTHY else None,
         }
 
 

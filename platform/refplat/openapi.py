@@ -95,6 +95,7 @@ SCHEMAS: JsonObject = {
         memory_mib={"type": "integer"},
         disk_quota_mib={"type": "integer"},
         restarting={"type": "boolean"},
+        lost=_nullable({"type": "string"}),
     ),
     "ServerList": _obj(
         ["items", "next_cursor"],

@@ -122,6 +122,50 @@ local function end_session(sess, reason, t)
   end
   return 1
 end
+-- A server whose node (or Pod) was lost goes back to Creating, off its node, out of the Ready
+-- pool; its session, if any, is noted in ``lost`` for place_lost_sessions.
+local function release_server(key, sid, lost)
+  local sess = hget(key, 'session')
+  ready_rem(key, sid)
+  bump(key, 'state', 'Creating', 'node', '', 'address', '', 'port', '', 'session', '',
+    'restart', '', 'lost', '')
+  if sess ~= '' then table.insert(lost, {sess, hget(key, 'tenant'), hget(key, 'region')}) end
+end
+-- Policy 'replace': a session whose server was lost moves to a Ready server of the same
+-- tenant and region (released servers left the pool already) and stays Active; without one,
+-- or with policy 'end', it ends ServerLost. Returns the replaced and the ended session ids.
+local function place_lost_sessions(lost, policy, t)
+  local replaced, ended = {}, {}
+  for _, item in ipairs(lost) do
+    local sess, tenant, region = item[1], item[2], item[3]
+    local skey_ = P .. 'session:' .. sess
+    local moved = false
+    if policy == 'replace' and hget(skey_, 'state') == 'Active' then
+      local pool = P .. 'ready:' .. tenant .. ':' .. region
+      while not moved do
+        local sid = redis.call('SRANDMEMBER', pool)
+        if not sid then break end
+        local key = skey(sid)
+        if hget(key, 'state') == 'Ready' and hget(key, 'session') == '' then
+          ready_rem(key, sid)
+          bump(key, 'state', 'Allocated', 'session', sess)
+          redis.call('HSET', skey_, 'server_id', sid, 'address', hget(key, 'address'),
+            'port', hget(key, 'port'), 'replaced_at', fmt(t))
+          redis.call('HINCRBY', skey_, 'replacements', 1)
+          moved = true
+        else
+          redis.call('SREM', pool, sid)
+        end
+      end
+    end
+    if moved then
+      table.insert(replaced, sess)
+    elseif end_session(sess, 'ServerLost', t) == 1 then
+      table.insert(ended, sess)
+    end
+  end
+  return replaced, ended
+end
 """
 )
 
@@ -245,8 +289,21 @@ local st = hget(key, 'state')
 if hget(key, 'node') ~= node or not allowed(st, 'Unhealthy') then return 0 end
 local sess = hget(key, 'session')
 ready_rem(key, sid)
-bump(key, 'state', 'Unhealthy', 'session', '', 'port', '', 'restart', '')
+bump(key, 'state', 'Unhealthy', 'session', '', 'port', '', 'restart', '', 'lost', '')
 if sess ~= '' then end_session(sess, 'ServerLost', now()) end
+return 1
+"""
+
+# The kube runtime: the server's Pod is gone (deleted, evicted, failed). It leaves the Ready pool
+# as Unhealthy with ``lost`` set and keeps its session: the controller handles it as a server of
+# a lost node (CTL_SERVER_LOST: back to Creating, its session re-placed or ended by policy).
+POD_LOST = """
+local sid, node, why = ARGV[1], ARGV[2], ARGV[3]
+local key = skey(sid)
+local st = hget(key, 'state')
+if hget(key, 'node') ~= node or not allowed(st, 'Unhealthy') then return 0 end
+ready_rem(key, sid)
+bump(key, 'state', 'Unhealthy', 'port', '', 'restart', '', 'lost', why)
 return 1
 """
 
@@ -280,7 +337,7 @@ end
 if not allowed(st, to) then return {'conflict', st} end
 local sess = hget(key, 'session')
 ready_rem(key, sid)
-bump(key, 'state', to, 'session', '', 'port', '', 'restart', '')
+bump(key, 'state', to, 'session', '', 'port', '', 'restart', '', 'lost', '')
 if sess ~= '' then end_session(sess, 'Evicted', now()) end
 return {'ok', to}
 """
@@ -325,46 +382,23 @@ for _, sid in ipairs(members) do
   elseif st == 'Stopped' then
     bump(key, 'node', '', 'address', '', 'port', '', 'restart', '')
   elseif allowed(st, 'Creating') then
-    local sess = hget(key, 'session')
-    ready_rem(key, sid)
-    bump(key, 'state', 'Creating', 'node', '', 'address', '', 'port', '', 'session', '',
-      'restart', '')
-    if sess ~= '' then table.insert(lost, {sess, hget(key, 'tenant'), hget(key, 'region')}) end
+    release_server(key, sid, lost)
   end
 end
--- Policy 'replace': a session whose server was lost moves to a Ready server of the same
--- tenant and region (on a live node: the lost node's servers left the pool above) and stays
--- Active; without one, or with policy 'end', it ends ServerLost.
-local replaced, ended = {}, {}
-for _, item in ipairs(lost) do
-  local sess, tenant, region = item[1], item[2], item[3]
-  local skey_ = P .. 'session:' .. sess
-  local moved = false
-  if policy == 'replace' and hget(skey_, 'state') == 'Active' then
-    local pool = P .. 'ready:' .. tenant .. ':' .. region
-    while not moved do
-      local sid = redis.call('SRANDMEMBER', pool)
-      if not sid then break end
-      local key = skey(sid)
-      if hget(key, 'state') == 'Ready' and hget(key, 'session') == '' then
-        ready_rem(key, sid)
-        bump(key, 'state', 'Allocated', 'session', sess)
-        redis.call('HSET', skey_, 'server_id', sid, 'address', hget(key, 'address'),
-          'port', hget(key, 'port'), 'replaced_at', fmt(t))
-        redis.call('HINCRBY', skey_, 'replacements', 1)
-        moved = true
-      else
-        redis.call('SREM', pool, sid)
-      end
-    end
-  end
-  if moved then
-    table.insert(replaced, sess)
-  elseif end_session(sess, 'ServerLost', t) == 1 then
-    table.insert(ended, sess)
-  end
-end
+local replaced, ended = place_lost_sessions(lost, policy, t)
 return {#members + 1, replaced, ended}
+"""
+
+CTL_SERVER_LOST = """
+local sid, policy = ARGV[3], ARGV[4] or 'end'
+local key = skey(sid)
+if hget(key, 'state') ~= 'Unhealthy' or hget(key, 'lost') == '' then return {0, {}, {}} end
+local node = hget(key, 'node')
+if node ~= '' then redis.call('SREM', P .. 'node:' .. node .. ':servers', sid) end
+local lost = {}
+release_server(key, sid, lost)
+local replaced, ended = place_lost_sessions(lost, policy, now())
+return {1, replaced, ended}
 """
 
 CTL_EXPIRE_SESSION = """
@@ -413,7 +447,15 @@ return 1
 
 
 AGENT_SCRIPTS = frozenset(
-    {"HEARTBEAT", "MARK_READY", "MARK_ERROR", "MARK_UNHEALTHY", "MOVE_PORT", "REMOVE_SHUTDOWN"}
+    {
+        "HEARTBEAT",
+        "MARK_READY",
+        "MARK_ERROR",
+        "MARK_UNHEALTHY",
+        "POD_LOST",
+        "MOVE_PORT",
+        "REMOVE_SHUTDOWN",
+    }
 )
 API_SCRIPTS = frozenset(
     {"CREATE_TENANT", "CREATE_SERVER", "SHUTDOWN_SERVER", "ALLOCATE", "END_SESSION", "POWER"}

@@ -30,7 +30,11 @@ Power actions (``POST /v1/servers/{id}/power``, Pterodactyl's signals):
 Unhealthy: the agent marks a Ready or Allocated server Unhealthy when its listener stops
 serving (an Allocated server's session ends ``ServerLost``), and a Starting server Error
 when its listener cannot be started. Only a restart (or a stop/delete, or losing the node)
-moves it on; the controller does not repair servers by itself.
+moves it on; the controller does not repair servers by itself, with one exception: on the kube
+runtime a server whose Pod is gone (deleted, evicted, failed) turns Unhealthy with ``lost`` set
+and keeps its session, and the controller handles it as a server of a lost node (Unhealthy ->
+Creating, the session re-placed or ended by ``--lost-session-policy``), so a new Pod replaces
+it, as a ReplicaSet replaces a Pod.
 
 One owner per transition, with two documented exceptions: Allocated -> Ready happens when the
 session ends, which the api does (``DELETE``) and the controller does (expiry); Ready ->

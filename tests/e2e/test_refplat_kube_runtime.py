@@ -4,7 +4,8 @@ The api, a controller electing itself on a ``coordination.k8s.io`` Lease, and ``
 kube-agent`` run as processes on a real Redis; KWOK marks the Pods Running and Ready. The agent
 and the controller authenticate as the ServiceAccount ``refplat-controller`` with the Role of
 platform/manifests/base/runtime/controller-rbac.yaml (a token from the TokenRequest API), so
-these tests also prove that Role sufficient.
+these tests also prove that Role sufficient. The controller re-places the sessions of lost
+servers (``--lost-session-policy replace``).
 """
 
 from __future__ import annotations
@@ -66,6 +67,33 @@ class KubePlatform:
             lambda: (s := self.server(server_id))["state"] == state and s,
             timeout_s=WAIT_S,
         )
+
+    def wait_new_pod(self, server_id: str, old: k8s.V1Pod) -> tuple[dict[str, Any], k8s.V1Pod]:
+        """The server Ready again in one Pod other than ``old``, at that Pod's IP."""
+
+        def replaced() -> tuple[dict[str, Any], k8s.V1Pod] | None:
+            server, pods = self.server(server_id), self.pods(server_id)
+            if server["state"] != "Ready" or len(pods) != 1:
+                return None
+            (pod,) = pods
+            if pod.metadata.uid == old.metadata.uid or pod.status.pod_ip != server["address"]:
+                return None
+            return server, pod
+
+        found: tuple[dict[str, Any], k8s.V1Pod] = wait_for(
+            f"server {server_id} Ready in a new pod", replaced, timeout_s=WAIT_S
+        )
+        return found
+
+    def allocate(self) -> dict[str, Any]:
+        status, body = call("POST", f"{self.api}/v1/sessions", token=self.token, body={})
+        assert 201 == status, body
+        return dict(body)
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        status, body = call("GET", f"{self.api}/v1/sessions/{session_id}", token=self.token)
+        assert 200 == status, body
+        return dict(body)
 
     def restart(self, server_id: str) -> None:
         url = f"{self.api}/v1/servers/{server_id}/power"
@@ -150,6 +178,7 @@ def _started(plat: KubePlatform, kubeconfig_path: Path) -> KubePlatform:
         "ctl",
         *("controller", "--id", "ctl-a", "--kubeconfig", kubeconfig),
         *("--kube-lease", f"{namespace}/refplat-controller"),
+        *("--lost-session-policy", "replace"),
     )[1]
     plat.api = launcher.start_api()
     launcher.wait_healthy(agent, ctl)
@@ -211,19 +240,43 @@ def fail_pod(core: k8s.CoreV1Api, pod: k8s.V1Pod) -> None:
 @pytest.mark.parametrize(
     "lose", [delete_pod, evict_pod, fail_pod], ids=["deleted", "evicted", "failed-evicted"]
 )
-def test_a_lost_pod_takes_its_server_out_of_ready_and_a_restart_brings_a_new_pod(
+def test_a_lost_pod_is_handled_like_a_lost_server_a_new_pod_and_its_session_re_placed(
     kube_platform: KubePlatform, lose: Callable[[k8s.CoreV1Api, k8s.V1Pod], None]
 ) -> None:
+    for server_id in [kube_platform.create_server() for _ in range(2)]:
+        kube_platform.wait_state(server_id, "Ready")
+    session = kube_platform.allocate()
+    lost_id = session["server_id"]
+    (victim,) = kube_platform.pods(lost_id)
+
+    lose(kube_platform.core, victim)
+
+    # No restart through the api: the controller puts the server back and a new Pod serves it.
+    server, pod = kube_platform.wait_new_pod(lost_id, victim)
+    assert victim.metadata.name != pod.metadata.name
+    assert server["session"] is None
+    moved = kube_platform.session(session["id"])
+    assert ("Active", 1) == (moved["state"], moved.get("replacements")), moved
+    assert lost_id != moved["server_id"]
+    assert "Allocated" == kube_platform.server(moved["server_id"])["state"]
+
+
+def test_a_pod_that_stops_being_ready_makes_its_server_unhealthy_until_a_restart(
+    kube_platform: KubePlatform,
+) -> None:
+    """A Running Pod whose readiness fails is a game server that stopped serving, as a dead
+    listener on the local runtime: Unhealthy (not replaced) until a restart brings a new Pod."""
     server_id = kube_platform.create_server()
     kube_platform.wait_state(server_id, "Ready")
     (victim,) = kube_platform.pods(server_id)
-    lose(kube_platform.core, victim)
-    kube_platform.wait_state(server_id, "Unhealthy")
+    status = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    kube_platform.core.patch_namespaced_pod_status(
+        victim.metadata.name, victim.metadata.namespace, status, _request_timeout=10
+    )
+    unhealthy = kube_platform.wait_state(server_id, "Unhealthy")
+    assert unhealthy.get("lost") is None
     kube_platform.restart(server_id)
-    server = kube_platform.wait_state(server_id, "Ready")
-    (pod,) = kube_platform.pods(server_id)
-    assert victim.metadata.name != pod.metadata.name
-    assert pod.status.pod_ip == server["address"]
+    kube_platform.wait_new_pod(server_id, victim)
 
 
 def test_deleting_a_server_deletes_its_pod(kube_platform: KubePlatform) -> None:
@@ -249,14 +302,11 @@ def test_deleting_the_runtime_config_map_garbage_collects_its_pods(
 ) -> None:
     server_id = kube_platform.create_server()
     kube_platform.wait_state(server_id, "Ready")
+    (victim,) = kube_platform.pods(server_id)
     kube_platform.core.delete_namespaced_config_map(
         f"refplat-runtime-{NODE}", kube_platform.namespace, _request_timeout=10
     )
-    wait_for("the garbage collector", lambda: not kube_platform.pods(server_id), timeout_s=WAIT_S)
-    kube_platform.wait_state(server_id, "Unhealthy")
-    kube_platform.restart(server_id)
-    kube_platform.wait_state(server_id, "Ready")
-    (pod,) = kube_platform.pods(server_id)
+    _, pod = kube_platform.wait_new_pod(server_id, victim)
     owner = kube_platform.core.read_namespaced_config_map(
         f"refplat-runtime-{NODE}", kube_platform.namespace, _request_timeout=10
     )

@@ -149,6 +149,7 @@ MOVES: list[tuple[str, tuple[str | int, ...]]] = [
     ("MARK_READY", (SID, "n1", 30001)),
     ("MARK_ERROR", (SID, "n1")),
     ("MARK_UNHEALTHY", (SID, "n1")),
+    ("POD_LOST", (SID, "n1", "pod deleted")),
     ("MOVE_PORT", (SID, "n1", 30002, "")),
     ("ALLOCATE", ("t1", "", "s-2", 60, "")),
     ("END_SESSION", ("s-1", "t1", "Completed")),
@@ -158,6 +159,7 @@ MOVES: list[tuple[str, tuple[str | int, ...]]] = [
     ("CTL_NODE_LOST", ("n1", -1)),
     ("CTL_NODE_LOST", ("n1", -1, "replace")),
     REPLACE_ELSEWHERE,
+    ("CTL_SERVER_LOST", (SID, "end")),
     ("CTL_REMOVE_ORPHAN", (SID,)),
     ("REMOVE_SHUTDOWN", (SID, "n1")),
 ]
@@ -411,6 +413,15 @@ class Platform(RuleBasedStateMachine):
         self.run("MARK_UNHEALTHY", sid, self.node_of(sid))
 
     @rule(data=st.data())
+    def agent_loses_pod(self, data: st.DataObject) -> None:
+        sid = self.pick(data, *RUNNING)
+        self.run("POD_LOST", sid, self.node_of(sid), "pod deleted")
+
+    @rule(data=st.data(), policy=st.sampled_from(["end", "replace"]))
+    def controller_handles_lost_server(self, data: st.DataObject, policy: str) -> None:
+        self.run("CTL_SERVER_LOST", self.pick(data, "Unhealthy"), policy)
+
+    @rule(data=st.data())
     def agent_moves_port(self, data: st.DataObject) -> None:
         sid = self.pick(data, *RUNNING)
         token = self.snap.servers.get(sid, {}).get("restart", "")
@@ -461,10 +472,13 @@ class Platform(RuleBasedStateMachine):
 
     @invariant()
     def active_sessions_and_allocated_servers_point_at_each_other(self) -> None:
+        """... or a server whose Pod was lost, until the controller re-places the session."""
         active = self.snap.active()
         for sess, raw in active.items():
             server = self.snap.servers.get(raw["server_id"], {})
-            assert ("Allocated", sess) == (server.get("state"), server.get("session"))
+            state = server.get("state")
+            assert sess == server.get("session"), sess
+            assert state == "Allocated" or (state == "Unhealthy" and server.get("lost")), sess
         for sid in self.snap.in_state("Allocated"):
             assert self.snap.servers[sid]["session"] in active, sid
 
@@ -485,6 +499,12 @@ class Platform(RuleBasedStateMachine):
         for state in GS:
             every, tenant = next(indexed), next(indexed)
             assert set(self.snap.in_state(state.value)) == every == tenant, state
+
+    @invariant()
+    def an_unhealthy_server_holds_a_session_only_when_its_pod_was_lost(self) -> None:
+        for sid in self.snap.in_state("Unhealthy"):
+            raw = self.snap.servers[sid]
+            assert not raw["session"] or raw.get("lost"), sid
 
     @invariant()
     def servers_on_a_node_are_in_its_set_and_running_ones_have_a_node(self) -> None:
@@ -523,3 +543,62 @@ def test_a_node_is_lost_only_after_the_timeout_counted_from_the_leaders_first_pa
     changed, _, _ = lua("CTL_NODE_LOST", "n1", 8, "end", now - 9)
     assert changed != 0
     assert "Lost" == lua.conn.hget(f"{P}node:n1", "state")
+
+
+@pytest.mark.parametrize("policy", ["end", "replace"])
+def test_a_server_whose_pod_was_lost_keeps_its_session_until_the_controller_handles_it(
+    lua: Lua, policy: str
+) -> None:
+    put_server(lua, GS.ALLOCATED)  # gs-1 on n1, holding the Active session s-1 (region eu)
+    lua("HEARTBEAT", "n2", "127.0.0.2")
+    lua("CREATE_SERVER", "gs-2", "t1", "eu", "1.21", 1024, 10240)
+    lua("CTL_SCHEDULE", "gs-2", "n2")
+    lua("MARK_READY", "gs-2", "n2", 30002)
+
+    assert 0 == lua("POD_LOST", SID, "n2", "pod deleted")  # only gs-1's own node reports it
+    assert 1 == lua("POD_LOST", SID, "n1", "pod deleted")
+    server = lua.conn.hgetall(f"{P}server:{SID}")
+    assert ("Unhealthy", "s-1", "pod deleted") == (
+        server["state"],
+        server["session"],
+        server["lost"],
+    )
+    assert "Active" == lua.conn.hget(f"{P}session:s-1", "state")
+
+    changed, replaced, ended = lua("CTL_SERVER_LOST", SID, policy)
+
+    server = lua.conn.hgetall(f"{P}server:{SID}")
+    assert (1, "Creating", "", "", "") == (
+        changed,
+        server["state"],
+        server["node"],
+        server["session"],
+        server["lost"],
+    )
+    assert not lua.conn.sismember(f"{P}node:n1:servers", SID)
+    session = lua.conn.hgetall(f"{P}session:s-1")
+    if policy == "replace":
+        assert (["s-1"], []) == (replaced, ended)
+        assert ("Active", "gs-2", "Allocated") == (
+            session["state"],
+            session["server_id"],
+            lua.state("gs-2"),
+        )
+    else:
+        assert ([], ["s-1"]) == (replaced, ended)
+        assert ("Ended", "ServerLost", "Ready") == (
+            session["state"],
+            session["reason"],
+            lua.state("gs-2"),
+        )
+    assert [0, [], []] == lua("CTL_SERVER_LOST", SID, policy)  # converged: a no-op
+
+
+def test_an_unhealthy_server_whose_listener_stopped_is_not_replaced_by_the_controller(
+    lua: Lua,
+) -> None:
+    put_server(lua, GS.READY)
+    assert 1 == lua("MARK_UNHEALTHY", SID, "n1")
+
+    assert [0, [], []] == lua("CTL_SERVER_LOST", SID, "replace")
+    assert "Unhealthy" == lua.state()

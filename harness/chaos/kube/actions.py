@@ -10,29 +10,26 @@ volumes or owner references (every game-server Pod here). These are thin replace
 Victims are game servers that hold no session (Ready, not Allocated), as the local target's
 faults prefer, so the sessions the harness holds across faults are not ended on purpose; each
 action records its fault instant on the run's timeline and its victims in the run directory.
-A lost Pod turns its server Unhealthy (refplat's kube runtime); :func:`restart_lost_servers`
-is the platform's documented repair (a restart through the API brings a new Pod).
+The platform handles a lost Pod as a lost server (refplat's kube runtime and controller put the
+server back and a new Pod serves it); the experiments' probes check that it did, by itself.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from kubernetes import client as k8s
 
 from harness.chaos._target import ActivityFailed
 from harness.chaos.kube import _cluster
-from harness.chaos.kube._cluster import CALL_TIMEOUT_S, PLACED, KubeRun, Placed
+from harness.chaos.kube._cluster import CALL_TIMEOUT_S, KubeRun, Placed
 from harness.targets import record_node
 from harness.targets import restore_nodes as _restore_nodes
-from harness.util.http import request
 
 __all__ = [
     "delete_node",
     "drain_node",
-    "restart_lost_servers",
     "restore_nodes",
     "terminate_gameserver_pods",
 ]
@@ -155,43 +152,6 @@ def _take_node(
     return name, on_node
 
 
-def restart_lost_servers(
-    target_file: str = "", fault_name: str = "k8s-gameserver-pod-terminate", within_s: float = 20.0
-) -> list[str]:
-    """Wait until the platform marks the servers whose Pods ``fault_name`` took Unhealthy, then
-    restart them through the API (refplat's repair for a lost server); return their ids."""
-    run = _cluster.load(target_file)
-    lost = set(_cluster.victims(run, fault_name).get("pods", {}))
-    if not lost:
-        raise ActivityFailed(f"no victims of {fault_name} are recorded; did its action run?")
-    deadline = time.monotonic() + within_s
-    while True:  # a server deleted meanwhile (the load's operator) drops out of the list
-        states = {
-            s["id"]: s["state"] for s in _cluster.servers(run, seeded_only=False) if s["id"] in lost
-        }
-        if not any(state in PLACED for state in states.values()):
-            break
-        if time.monotonic() >= deadline:
-            raise ActivityFailed(
-                f"the platform still counts servers of the lost Pods as placed after "
-                f"{within_s:g} s: {', '.join(f'{k} {v}' for k, v in sorted(states.items()))}"
-            )
-        time.sleep(POLL_S)
-    endpoints = run.endpoints
-    lost = {sid for sid, state in states.items() if state == "Unhealthy"}
-    for server_id in sorted(lost):
-        resp = request(
-            "POST",
-            f"{endpoints.api_url}/v1/servers/{server_id}/power",
-            timeout_s=CALL_TIMEOUT_S,
-            token=endpoints.admin_token(),
-            payload={"signal": "restart"},
-        )
-        if resp.status != 202:
-            raise ActivityFailed(f"restarting {server_id} answered {resp.status or resp.error}")
-    return sorted(lost)
-
-
 def restore_nodes(target_file: str = "") -> list[str]:
     """Rollback: create again the Nodes a fault deleted, uncordon those it cordoned."""
     run = _cluster.load(target_file)
@@ -222,7 +182,7 @@ def _victim_node(run: KubeRun, core: k8s.CoreV1Api, node: str) -> tuple[str, lis
 
 
 def _lost(on_node: list[Placed]) -> list[Placed]:
-    """The servers a lost Pod turns Unhealthy: serving ones (a Starting one just gets a Pod)."""
+    """The servers that lose their Pod: serving ones (a Starting one just gets a new Pod)."""
     return [p for p in on_node if p.state == "Ready" and p.serving]
 
 
