@@ -55,12 +55,13 @@ bench-scale: setup
 	$(BIN)/python benchmarks/refplat_perf.py --scale
 
 # Recovery per fault type of the catalogue (p50/max over 5 injections each) and each profile's
-# time up and down; partitions need root. Ends with one Markdown table. About 17 minutes.
+# time up and down; partitions need root. Ends with one Markdown table. About 25 minutes.
 bench-catalogue: setup
 	$(BIN)/python benchmarks/recovery.py --repeat 5
 	$(BIN)/python benchmarks/catalogue_recovery.py --repeat 5
 	$(BIN)/python benchmarks/partition_recovery.py --repeat 5
 	$(BIN)/python benchmarks/redis_failover.py --repeat 5
+	$(BIN)/python benchmarks/region_outage.py --repeat 5
 	$(BIN)/python benchmarks/topology.py
 	$(BIN)/python benchmarks/_figures.py
 

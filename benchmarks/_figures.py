@@ -36,6 +36,7 @@ CATALOGUE = (
     "catalogue-recovery",
     "partition-recovery",
     "redis-failover",
+    "region-outage",
     "topology",
 )
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from refplat.informer import ServerInformer, node_dirty, node_servers
+from refplat.informer import node_informer
 from refplat.metrics import AgentMetrics, metrics_handler
 from refplat.model import GameServer, GameServerState
 from refplat.runtime import HostPort, run_until_stopped, serving, sleep_or_stop
@@ -81,13 +81,7 @@ class Agent:
         self._status: dict[str, StatusInfo] = {}
         self._checked_at: dict[str, float] = {}
         self._checks: dict[str, int] = {}  # self checks run per server (see _self_check)
-        self._informer = ServerInformer(
-            store,
-            dirty_key=node_dirty(settings.node),
-            index_key=node_servers(settings.node),
-            belongs=lambda server: server.node == settings.node,
-            full_every_s=FULL_SYNC_S,
-        )
+        self._informer = node_informer(store, settings.node, full_every_s=FULL_SYNC_S)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then close every listener."""

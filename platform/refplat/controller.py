@@ -40,7 +40,7 @@ from refplat.lease import Lease, Term
 from refplat.metrics import ControllerMetrics, metrics_handler
 from refplat.model import GameServer, GameServerState, Node, NodeState
 from refplat.quota import Quota
-from refplat.runtime import HostPort, serving, sleep_or_stop
+from refplat.runtime import HostPort, run_until_stopped, serving, sleep_or_stop
 from refplat.store import FencedError, Store
 from refplat.worldfiles import sweep_ended
 
@@ -158,16 +158,10 @@ class Controller:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then release the lease."""
         async with serving(self.web_app(), self._settings.listen):
-            tasks = [
-                asyncio.create_task(self._lease_loop(stop)),
-                asyncio.create_task(self._reconcile_loop(stop)),
-            ]
+            loops = [self._lease_loop, self._reconcile_loop]
             if self._settings.audit_archive_dir is not None:
-                tasks.append(asyncio.create_task(self._archive_loop(stop)))
-            await stop.wait()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+                loops.append(self._archive_loop)
+            await run_until_stopped(stop, *loops)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._lease.release(), RELEASE_TIMEOUT_S)
             if self._archive_redis is not None:

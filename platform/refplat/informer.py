@@ -73,3 +73,14 @@ class ServerInformer:
             else:
                 self.servers.pop(server_id, None)
         return set(changed)
+
+
+def node_informer(store: Store, node: str, *, full_every_s: float) -> ServerInformer:
+    """The servers assigned to ``node``: what its agent (or kube runtime) converges."""
+    return ServerInformer(
+        store,
+        dirty_key=node_dirty(node),
+        index_key=node_servers(node),
+        belongs=lambda server: server.node == node,
+        full_every_s=full_every_s,
+    )

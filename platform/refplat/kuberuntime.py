@@ -43,7 +43,7 @@ from aiohttp import web
 from kubernetes import client as k8s
 
 from refplat.backoff import KeyBackoff
-from refplat.informer import ServerInformer, node_dirty, node_servers
+from refplat.informer import node_informer
 from refplat.kubepod import (
     GAME_PORT,
     NODE_LABEL,
@@ -115,13 +115,7 @@ class KubeRuntime:
         self._calls = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
         self._steps = asyncio.Semaphore(MAX_STEPS_IN_FLIGHT)
         self._watch: PodWatch | None = None
-        self._informer = ServerInformer(
-            store,
-            dirty_key=node_dirty(settings.node),
-            index_key=node_servers(settings.node),
-            belongs=lambda server: server.node == settings.node,
-            full_every_s=FULL_SYNC_S,
-        )
+        self._informer = node_informer(store, settings.node, full_every_s=FULL_SYNC_S)
 
     @property
     def selector(self) -> str:
