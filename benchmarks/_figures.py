@@ -77,6 +77,24 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
 
 
+def start(
+    benchmark: str, doc: str | None, *, repeat: int = 5, needs_root: str = ""
+) -> tuple[Figures, int] | None:
+    """Read ``--repeat`` and ``--out`` from the command line; the run's Figures and repeat.
+
+    ``needs_root``: why the benchmark needs root; without it, say so and return None (the
+    caller exits 0: a skipped benchmark is not a failure of ``make bench-*``).
+    """
+    parser = argparse.ArgumentParser(description=(doc or benchmark).split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    if needs_root and os.geteuid() != 0:
+        print(f"{benchmark}: skipped, {needs_root} (run as root)")
+        return None
+    return Figures(benchmark, out=args.out), int(args.repeat)
+
+
 @dataclass
 class Figures:
     """The figures of one benchmark run, saved and printed together by :meth:`save`."""

@@ -27,7 +27,6 @@ Prints p50 and max per fault (``_figures``) and saves
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import threading
@@ -35,7 +34,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from _figures import Figures
+from _figures import Figures, start
 
 from harness.chaos import _ledger
 from harness.chaos.deploy import actions as deploy
@@ -174,12 +173,10 @@ def _storm(target_file: Path) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("reports/bench"))
-    args = parser.parse_args()
-    figures = Figures("catalogue-recovery", out=args.out)
-    run_dir, n = figures.run_dir, args.repeat
+    started_with = start("catalogue-recovery", __doc__)
+    assert started_with is not None  # needs no root
+    figures, repeat = started_with
+    run_dir, n = figures.run_dir, repeat
     topology = LocalTopology(session_disk_quota_mib=QUOTA_MIB)
     started = time.monotonic()
     with LocalTarget(run_id=figures.run_id, run_dir=run_dir, topology=topology) as target:

@@ -20,15 +20,13 @@ Prints p50/max per fault (``_figures``) and saves
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _figures import Figures
+from _figures import Figures, start
 from recovery import _Prober, _until_lb
 
 from harness.chaos.local import actions as local
@@ -125,14 +123,12 @@ def _api_partition(target_file: Path) -> tuple[float, float, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("reports/bench"))
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("partition-recovery: skipped, partitions need network namespaces (run as root)")
+    started_with = start(
+        "partition-recovery", __doc__, needs_root="partitions need network namespaces"
+    )
+    if started_with is None:
         return 0
-    figures = Figures("partition-recovery", out=args.out)
+    figures, repeat = started_with
     topology = LocalTopology(network="netns")
     started = time.monotonic()
     with LocalTarget(run_id=figures.run_id, run_dir=figures.run_dir, topology=topology) as target:
@@ -140,12 +136,12 @@ def main() -> int:
         figures.value("topology up (netns, 10 servers)", time.monotonic() - started)
         target_file = figures.run_dir / "target.json"
         try:
-            _measure(figures, target_file, args.repeat)
+            _measure(figures, target_file, repeat)
         finally:
             network.heal_all(str(target_file))
         down_started = time.monotonic()
     figures.value("topology down (netns)", time.monotonic() - down_started)
-    figures.save(repeat=args.repeat)
+    figures.save(repeat=repeat)
     return 0
 
 

@@ -19,7 +19,6 @@ Prints p50/max per fault (``_figures``) and saves ``reports/bench/recovery-<time
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import signal
@@ -29,7 +28,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from _figures import Figures
+from _figures import start
 
 from harness.chaos.deploy._replicas import lb_states
 from harness.chaos.local import actions as local
@@ -133,26 +132,24 @@ def _api_kill(target: LocalTarget, target_file: Path) -> tuple[float, float, int
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("reports/bench"))
-    args = parser.parse_args()
-    figures = Figures("recovery", out=args.out)
-    topology = LocalTopology(controller_replicas=args.repeat + 2, node_agents=1)
+    started_with = start("recovery", __doc__)
+    assert started_with is not None  # needs no root
+    figures, repeat = started_with
+    topology = LocalTopology(controller_replicas=repeat + 2, node_agents=1)
     started = time.monotonic()
     with LocalTarget(run_id=figures.run_id, run_dir=figures.run_dir, topology=topology) as target:
         endpoints = _seed.deploy_seeded(target, servers=2, held_sessions=0, ready_timeout_s=60)
         figures.value("topology up (7 controllers, 1 agent)", time.monotonic() - started)
         target_file = figures.run_dir / "target.json"
         for kind in ("kill", "freeze"):
-            samples = [_controller_fault(endpoints, kind) for _ in range(args.repeat)]
+            samples = [_controller_fault(endpoints, kind) for _ in range(repeat)]
             figures.add(
                 f"controller-leader-{kind}",
                 samples,
                 meaning=f"SIG{'KILL' if kind == 'kill' else 'STOP'} of the leader to the first "
                 "reconcile by the new leader",
             )
-        kills = [_api_kill(target, target_file) for _ in range(args.repeat)]
+        kills = [_api_kill(target, target_file) for _ in range(repeat)]
         figures.add(
             "api-replica-kill out of rotation",
             [k[0] for k in kills],
@@ -171,7 +168,7 @@ def main() -> int:
         )
         down_started = time.monotonic()
     figures.value("topology down", time.monotonic() - down_started)
-    figures.save(repeat=args.repeat)
+    figures.save(repeat=repeat)
     return 0
 
 

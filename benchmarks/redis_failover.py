@@ -18,13 +18,12 @@ saves them to ``reports/bench/redis-failover-<time>.json``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _figures import Figures
+from _figures import start
 
 from harness.chaos.redis import actions
 from harness.engine import _seed
@@ -110,11 +109,9 @@ MEANINGS = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("reports/bench"))
-    args = parser.parse_args()
-    figures = Figures("redis-failover", out=args.out)
+    started_with = start("redis-failover", __doc__, repeat=3)
+    assert started_with is not None  # needs no root
+    figures, repeat = started_with
     run_id, run_dir = figures.run_id, figures.run_dir
     plain = LocalTopology(redis_fsync="always")
     sentinel = LocalTopology(redis_fsync="always", redis_replicas=2, redis_sentinels=3)
@@ -123,7 +120,7 @@ def main() -> int:
     with LocalTarget(run_id=run_id, run_dir=run_dir / "sentinel", topology=sentinel) as target:
         endpoints = _seed.deploy_seeded(target, servers=4, held_sessions=0, ready_timeout_s=60)
         target_file = str(Path(endpoints.run_dir) / "target.json")
-        rounds = [_inject(endpoints, target_file) for _ in range(args.repeat)]
+        rounds = [_inject(endpoints, target_file) for _ in range(repeat)]
     for key, meaning in MEANINGS.items():
         name = f"redis-primary-failover {key.removesuffix('_s').replace('_', ' ')}"
         figures.add(name, [r[key] for r in rounds], meaning=meaning)
@@ -131,7 +128,7 @@ def main() -> int:
     figures.value("deploy down, single redis", plain_down)
     figures.value("deploy up, redis +2 replicas/3 sentinels", up_s, meaning="deploy only")
     figures.value("deploy down, redis +2 replicas/3 sentinels", down_s)
-    figures.save(repeat=args.repeat)
+    figures.save(repeat=repeat)
     return 0
 
 

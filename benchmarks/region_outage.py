@@ -18,15 +18,13 @@ cut of eu would no longer include a Redis failover. Per injection:
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _figures import Figures
+from _figures import Figures, start
 
 from harness.chaos.network.region import region_outage
 from harness.config import load_settings
@@ -127,15 +125,11 @@ def _once(figures: Figures, i: int) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("reports/bench"))
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("region-outage: skipped, regions need network namespaces (run as root)")
+    started_with = start("region-outage", __doc__, needs_root="regions need network namespaces")
+    if started_with is None:
         return 0
-    figures = Figures("region-outage", out=args.out)
-    runs = [_once(figures, i) for i in range(1, args.repeat + 1)]
+    figures, repeat = started_with
+    runs = [_once(figures, i) for i in range(1, repeat + 1)]
 
     def column(key: str) -> list[float]:
         return [r[key] for r in runs]
@@ -160,7 +154,7 @@ def main() -> int:
     figures.add("region-outage: held sessions lost", column("lost"), unit="sessions")
     figures.add("topology up (local-regions)", column("up"))
     figures.add("topology down (local-regions)", column("down"))
-    figures.save(repeat=args.repeat)
+    figures.save(repeat=repeat)
     return 0
 
 
