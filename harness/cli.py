@@ -35,6 +35,7 @@ from harness.util.errors import ConfigError, HarnessError
 
 log = logging.getLogger("harness")
 CLUSTER_KUBECONFIG = Path("cluster") / "kubeconfig"  # under .harness: `harness cluster up`'s
+UP_TARGETS = ("local", "kube")  # what `harness up` brings up
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,15 +63,22 @@ def _parser() -> argparse.ArgumentParser:
             help="where run directories go (default: reports)",
         )
 
+    def target(p: argparse.ArgumentParser, choices: tuple[str, ...]) -> None:
+        p.add_argument("--target", choices=choices, default="local")
+        p.add_argument("--kubeconfig", type=Path, default=None, help="--target kube: the cluster")
+        p.add_argument("--context", default=None, help="--target kube: a context of the kubeconfig")
+        p.add_argument(
+            "--allow-context",
+            default=None,
+            metavar="NAME",
+            help="use NAME though not a test cluster",
+        )
+
     c = sub.add_parser("certify", help="deploy, load, inject faults, judge the SLOs, report")
-    c.add_argument("--target", choices=TARGETS, default="local")
-    c.add_argument("--kubeconfig", type=Path, default=None, help="--target kube: the cluster")
-    c.add_argument("--context", default=None, help="--target kube: a context of the kubeconfig")
-    c.add_argument(
-        "--allow-context", default=None, metavar="NAME", help="use NAME though not a test cluster"
-    )
+    target(c, TARGETS)
     common(c)
-    u = sub.add_parser("up", help="deploy and seed the local target and leave it running")
+    u = sub.add_parser("up", help="deploy and seed a target (local or kube) and leave it running")
+    target(u, UP_TARGETS)  # kind: certify only
     common(u)
     sub.add_parser("down", help="tear down what `harness up` started (and what crashed runs left)")
     h = sub.add_parser("history", help="a trend table of the last runs of a profile")
@@ -108,16 +116,16 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args.run_dir, allure_results=args.allure_results)
         if args.command == "cluster":
             return _cluster(args.action, nodes=args.nodes, state_dir=state_dir)
-        reap_stale_runs(state_dir)
-        if args.command == "down":
+        if args.command == "down":  # crashed runs too: their processes count in the total
             stopped = bring_down(state_dir)
             print(f"harness down: stopped {len(stopped)} processes")
             return ExitCode.PASS
+        reap_stale_runs(state_dir)
         settings = _settings(args)
         run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
         run_dir = (args.reports_dir / run_id).resolve()
         if args.command == "up":
-            return _up(settings, run_id=run_id, run_dir=run_dir, state_dir=state_dir)
+            return _up(args, settings, run_id=run_id, run_dir=run_dir, state_dir=state_dir)
         return _certify(args, settings, run_id=run_id, run_dir=run_dir, state_dir=state_dir)
     except ConfigError as exc:
         print("harness: configuration error:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
@@ -219,7 +227,10 @@ def _history(args: argparse.Namespace) -> int:
     return ExitCode.PASS
 
 
-def _up(settings: Settings, *, run_id: str, run_dir: Path, state_dir: Path) -> int:
+def _up(
+    args: argparse.Namespace, settings: Settings, *, run_id: str, run_dir: Path, state_dir: Path
+) -> int:
+    kube = _kube_options(args, state_dir) if args.target == "kube" else None
     topology = LocalTopology.from_settings(settings, repo_root=Path.cwd())
     endpoints = bring_up(
         run_id=run_id,
@@ -227,12 +238,16 @@ def _up(settings: Settings, *, run_id: str, run_dir: Path, state_dir: Path) -> i
         state_dir=state_dir,
         topology=topology,
         servers=settings.topology.game_servers,
+        kube=kube,
     )
+    experiment = "k8s-gameserver-pod-terminate" if kube else "controller-leader-kill"
     print(f"harness up: run {run_id} is running")
     print(f"  API:        {endpoints.api_url}")
     print(f"  Prometheus: {endpoints.prometheus_url}")
+    if namespace := endpoints.extra.get("kube_namespace"):
+        print(f"  namespace:  {namespace} (kubeconfig {endpoints.extra.get('kube_kubeconfig')})")
     print(f"  target:     {state_dir / 'target.json'} -> {run_dir / 'target.json'}")
-    print("  try:        chaos run experiments/controller-leader-kill.yaml")
+    print(f"  try:        chaos run experiments/{experiment}.yaml")
     print("  stop with:  harness down")
     return ExitCode.PASS
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.drivers.platform_api import PlatformApi
 from harness.engine.timeline import Event, Timeline
 from harness.model import Endpoints, ProcessInfo
 from harness.util.errors import HarnessError
@@ -23,6 +24,11 @@ def check_within(name: str, value: float, maximum: float) -> None:
     """Raise ActivityFailed unless the parameter ``name`` lies in (0, ``maximum``]."""
     if not 0 < value <= maximum:
         raise ActivityFailed(f"{name} must be in (0, {maximum:g}], not {value}")
+
+
+def list_servers(endpoints: Endpoints) -> list[dict[str, Any]]:
+    """Every game server of the target, all pages, as the admin sees them (DriverError)."""
+    return PlatformApi(endpoints.api_url, token=endpoints.admin_token()).servers()
 
 
 def load(target_file: str) -> Endpoints:

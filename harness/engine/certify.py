@@ -198,6 +198,10 @@ def _run(
         if req.kube is not None and req.target == "kube"
         else LocalTarget(run_id=req.run_id, run_dir=req.run_dir, topology=topology)
     )
+    if isinstance(target, KwokTarget):  # a killed run's namespace is deleted by the next command
+        register_run(
+            req.state_dir, req.run_id, req.run_dir, detached=False, kube=target.run_namespace
+        )
     with target:
         progress.start_phase("deploy", None)
         with timeline.phase("deploy"):

@@ -29,10 +29,12 @@ CAPABILITIES = frozenset(
         "cpu-hog",
         "rolling-restart",
         "api-abuse",
-        "pod-delete",
-        "node-drain",
-        "node-delete",
-        "scale",
+        "pod-delete",  # delete game-server Pods
+        "node-drain",  # cordon a Node and evict its Pods
+        "node-delete",  # delete a Node object
+        "scale",  # scale the platform's own Deployments (the API) in the cluster
+        "controller-pod-delete",  # delete the Pod of the in-cluster controller's leader
+        "network-policy",  # the cluster's network plugin enforces NetworkPolicies
     }
 )
 

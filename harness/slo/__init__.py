@@ -5,7 +5,7 @@ from harness.slo._judge import Measurement, format_value, judge
 from harness.slo._live import LiveIndicators
 from harness.slo._measure import Scope, evaluate_slos, measure, scopes
 from harness.slo._mttr import is_distribution
-from harness.slo._precheck import metric_names, unknown_metric_problems
+from harness.slo._precheck import metric_alternatives, metric_names, unknown_metric_problems
 from harness.slo._promql import promql_problems, range_text, render
 from harness.slo._query import PromQuery, Sample, Series
 from harness.slo._spec import (
@@ -38,6 +38,7 @@ __all__ = [
     "judge",
     "load_slo_file",
     "measure",
+    "metric_alternatives",
     "metric_names",
     "promql_problems",
     "range_text",

@@ -62,7 +62,30 @@ class _Token:
 
 def metric_names(promql: str) -> set[str]:
     """Return the names of the metrics ``promql`` selects (``$window`` may still be in it)."""
+    return _names(list(_tokens(promql)))
+
+
+def metric_alternatives(promql: str) -> list[set[str]]:
+    """The metric names of each operand of the top-level ``or``s of ``promql`` (one set when
+    there is none): ``A or B`` answers with A's series where they exist, else B's, so a query
+    may offer a fallback for a source some clusters lack (the kubelet's pod start-up SLI, and
+    the scheduler's where no kubelet runs)."""
     tokens = list(_tokens(promql))
+    operands: list[list[_Token]] = [[]]
+    depth = 0
+    for token in tokens:
+        if token.kind == "punct" and token.text in _CLOSERS:
+            depth += 1
+        elif token.kind == "punct" and token.text in _CLOSERS.values():
+            depth -= 1
+        if depth == 0 and token.kind == "ident" and token.text.lower() == "or":
+            operands.append([])
+        else:
+            operands[-1].append(token)
+    return [_names(operand) for operand in operands if operand]
+
+
+def _names(tokens: Sequence[_Token]) -> set[str]:
     names: set[str] = set()
     i = 0
     while i < len(tokens):
@@ -210,7 +233,9 @@ def unknown_metric_problems(specs: Sequence[SloSpec], known: set[str]) -> list[s
     """Return one problem per metric an SLO's query selects that ``known`` does not hold.
 
     ``known`` is what ``PrometheusClient.metric_names()`` returns once the target is up; the
-    synthetic scrape series, alert series and blackbox probe metrics are always known.
+    synthetic scrape series, alert series and blackbox probe metrics are always known. A query
+    whose top-level ``or`` offers alternatives (:func:`metric_alternatives`) passes when one
+    alternative's metrics are all known.
     """
     everything = set(known) | ALWAYS_KNOWN
     problems = []
@@ -219,8 +244,10 @@ def unknown_metric_problems(specs: Sequence[SloSpec], known: set[str]) -> list[s
             continue
         for field in _QUERY_FIELDS:
             query = getattr(spec.indicator, field)
-            for name in sorted(metric_names(query) - everything):
-                problems.append(_problem(spec, field, name, everything))
+            missing = [names - everything for names in metric_alternatives(query)]
+            if missing and all(missing):
+                for name in sorted(set().union(*missing)):
+                    problems.append(_problem(spec, field, name, everything))
     return problems
 
 

@@ -10,7 +10,14 @@ from harness.targets._containers import ContainerProvider, container_engine_prob
 from harness.targets._kind import KindOptions, KindTarget, kind_problem
 from harness.targets._kube import KubeOptions, KubeTarget, find_kubectl
 from harness.targets._kubecluster import KubeCluster, kube_bin_dir
-from harness.targets._kwok import KwokTarget, check_kube_flags, record_node, restore_nodes
+from harness.targets._kwok import (
+    KwokTarget,
+    RunNamespace,
+    check_kube_flags,
+    record_node,
+    release_namespace,
+    restore_nodes,
+)
 from harness.targets._local import REFPLAT_ROLES, LocalTarget, LocalTopology, find_binaries
 from harness.targets._netns import Fabric, Host, netns_supported, remove_namespaces
 from harness.targets._redis import RESTART_LEDGER
@@ -48,6 +55,7 @@ __all__ = [
     "KwokTarget",
     "LocalTarget",
     "LocalTopology",
+    "RunNamespace",
     "Target",
     "check_kube_flags",
     "container_engine_problem",
@@ -58,6 +66,7 @@ __all__ = [
     "kube_bin_dir",
     "netns_supported",
     "record_node",
+    "release_namespace",
     "remove_namespaces",
     "restore_nodes",
 ]

@@ -120,6 +120,7 @@ def prometheus_yml(
     locust: str | None = None,
     rule_files: Sequence[str] = (),
     alertmanagers: Sequence[str] = (),
+    extra_scrape_configs: Sequence[dict[str, object]] = (),
 ) -> str:
     """Prometheus scraping every ``/metrics`` each second, plus blackbox probes.
 
@@ -132,7 +133,8 @@ def prometheus_yml(
     ``locust``: the ``host:port`` where the Locust master serves its metrics (job ``locust``);
     it is down, and ``up`` is 0, while no load runs.
     ``rule_files``: rules files to evaluate (each second); their alerts go to the
-    ``alertmanagers`` (``host:port``).
+    ``alertmanagers`` (``host:port``). ``extra_scrape_configs``: whole scrape configs a target
+    adds (e.g. its Kubernetes control plane: :func:`kube_control_plane_scrape_jobs`).
     """
     relabel = [
         {"source_labels": ["__address__"], "target_label": "__param_target"},
@@ -160,6 +162,7 @@ def prometheus_yml(
             "file_sd_configs": [{"files": [gameservers_sd_file], "refresh_interval": "1s"}],
             "relabel_configs": relabel,
         },
+        *extra_scrape_configs,
     ]
     config = {
         "global": {
@@ -187,9 +190,11 @@ def _probe_urls(url: str, count: int) -> list[str]:
 def kube_control_plane_scrape_jobs(
     *,
     apiserver: str,
-    ca_file: str,
-    cert_file: str,
-    key_file: str,
+    ca_file: str | None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    token_file: str | None = None,
+    insecure_skip_verify: bool = False,
     scheduler: str | None = None,
     controller_manager: str | None = None,
 ) -> list[dict[str, object]]:
@@ -197,18 +202,29 @@ def kube_control_plane_scrape_jobs(
 
     ``apiserver``, ``scheduler``, ``controller_manager`` are ``host:port`` of each component's
     secure port (jobs ``kube-apiserver``, ``kube-scheduler``, ``kube-controller-manager``).
-    Prometheus authenticates with a client certificate (``cert_file``, ``key_file``) whose group
-    may GET ``/metrics`` (``system:monitoring``); the apiserver's certificate is checked against
-    ``ca_file``. The scheduler and the controller-manager serve a self-signed certificate of
-    their own (their ``--cert-dir``), which Prometheus cannot verify: on loopback it skips that
-    check but still presents its client certificate (they authorize it through the apiserver).
+    Prometheus authenticates with a client certificate (``cert_file``, ``key_file``) or a bearer
+    token (``token_file``) that may GET ``/metrics`` (e.g. group ``system:monitoring``); the
+    apiserver's certificate is checked against ``ca_file`` (None: the system's roots, or not at
+    all with ``insecure_skip_verify``, as a kubeconfig with ``insecure-skip-tls-verify`` asks).
+    The scheduler and the controller-manager serve a self-signed certificate of their own (their
+    ``--cert-dir``), which Prometheus cannot verify: it skips that check but still presents its
+    credentials (they authorize them through the apiserver).
     """
-    client = {"cert_file": cert_file, "key_file": key_file}
+    client: dict[str, object] = {}
+    if cert_file and key_file:
+        client = {"cert_file": cert_file, "key_file": key_file}
+    auth: dict[str, object] = {}
+    if token_file:
+        auth = {"authorization": {"type": "Bearer", "credentials_file": token_file}}
+    server_ca: dict[str, object] = {"ca_file": ca_file} if ca_file else {}
+    if not ca_file and insecure_skip_verify:
+        server_ca = {"insecure_skip_verify": True}
     jobs: list[dict[str, object]] = [
         {
             "job_name": "kube-apiserver",
             "scheme": "https",
-            "tls_config": {"ca_file": ca_file, **client},
+            "tls_config": {**server_ca, **client},
+            **auth,
             "static_configs": [{"targets": [apiserver]}],
         }
     ]
@@ -222,6 +238,7 @@ def kube_control_plane_scrape_jobs(
                     "job_name": name,
                     "scheme": "https",
                     "tls_config": {"insecure_skip_verify": True, **client},
+                    **auth,
                     "static_configs": [{"targets": [target]}],
                 }
             )

@@ -64,8 +64,18 @@ log = logging.getLogger(__name__)
 TEST_CLUSTER_MARKER = "gsharness-test-cluster"  # a ConfigMap in kube-system
 MARKER_NAMESPACE = "kube-system"
 FIELD_MANAGER = "gsharness"
-# Names as in harness.model.CAPABILITIES (node-delete and scale are new there).
-CAPABILITIES = ("node-delete", "node-drain", "pod-delete", "scale")
+# Names as in harness.model.CAPABILITIES. The platform runs in the cluster (the kind overlay):
+# its controller's leader Pod can be deleted and its API scaled; ``network-policy`` promises a
+# network plugin that enforces NetworkPolicies (kind's kindnet does since kind 0.24): on a
+# cluster whose plugin does not, k8s-network-policy-deny FAILs, which is what it should say.
+CAPABILITIES = (
+    "controller-pod-delete",
+    "network-policy",
+    "node-delete",
+    "node-drain",
+    "pod-delete",
+    "scale",
+)
 CALL_TIMEOUT_S = 10.0
 POLL_S = 0.5
 PROGRESS_EVERY_S = 5.0

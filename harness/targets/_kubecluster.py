@@ -70,6 +70,8 @@ EVENT_TTL = "10m"  # keeps etcd small at scale
 # scheduler and the controller-manager.
 MONITORING = ClientIdentity("gsharness-prometheus", ("system:monitoring",))
 CALL_TIMEOUT_S = 10.0
+# A ConfigMap in kube-system: the ``host:port`` of each control-plane component's /metrics.
+CONTROL_PLANE_ENDPOINTS = "gsharness-control-plane"
 NODE_MONITOR_GRACE = "5m"
 NODE_LEASE_S = 40
 
@@ -171,6 +173,7 @@ class KubeCluster:
         self._create_nodes()
         self._wait("the KWOK nodes to be Ready", self._nodes_ready)
         self._wait("the default ServiceAccount", self._default_service_account_exists)
+        self._publish_control_plane()
         log.info("kube cluster ready at %s in %.1f s", self.api_url, time.monotonic() - started)
 
     def stop(self) -> None:
@@ -350,6 +353,21 @@ class KubeCluster:
                 body = k8s.V1Node.from_dict(_fake_node(f"{NODE_PREFIX}{i}", version))
                 assert body is not None  # from_dict returns None only for None
                 core.create_node(body=body, _request_timeout=CALL_TIMEOUT_S)
+
+    def _publish_control_plane(self) -> None:
+        """Say where the scheduler and the controller-manager serve ``/metrics`` (only the
+        apiserver's address is in a kubeconfig), for the kube target's Prometheus."""
+        body = k8s.V1ConfigMap(
+            metadata=k8s.V1ObjectMeta(name=CONTROL_PLANE_ENDPOINTS, namespace="kube-system"),
+            data={
+                "kube-scheduler": f"{HOST}:{self.scheduler_port}",
+                "kube-controller-manager": f"{HOST}:{self.controller_manager_port}",
+            },
+        )
+        with self.api_client() as api:
+            k8s.CoreV1Api(api).create_namespaced_config_map(
+                "kube-system", body, _request_timeout=CALL_TIMEOUT_S
+            )
 
     def _nodes_ready(self) -> bool:
         with self.api_client() as api:

@@ -17,26 +17,32 @@ Deploy pipeline:
 
 Teardown, on every path: the processes stop first (so no runtime recreates a Pod), then Nodes a
 fault deleted are created again and cordoned ones uncordoned (:func:`restore_nodes`), then the
-namespace is deleted and awaited.
+namespace is deleted and awaited. A detached run (``harness up --target kube``) is taken back by
+``harness down`` through :func:`release_namespace`, from what :class:`RunNamespace` recorded.
 """
 
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import logging
 import os
 import sys
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from urllib3.exceptions import HTTPError, MaxRetryError
 
 from harness.model import Endpoints
 from harness.targets._kube import CALL_TIMEOUT_S, KubeOptions, KubeTarget
+from harness.targets._kubescrape import RULES as KUBE_RULES
+from harness.targets._kubescrape import control_plane_scrape_configs
 from harness.targets._local import LocalTarget, LocalTopology
 from harness.util.errors import ConfigError, InfraError
 
@@ -51,6 +57,26 @@ SERVICE_ACCOUNT = "refplat-controller"
 TOKEN_TTL_S = 24 * 3600
 NODE_SELECTOR = "type=kwok"  # the label KubeCluster (and `harness cluster up`) gives KWOK nodes
 NODE_LEDGER = "kube-nodes.json"  # Nodes a fault deleted or cordoned: put back at teardown
+NAMESPACE_GONE_TIMEOUT_S = 60.0
+POLL_S = 0.5
+# What talking to a cluster that is gone, or refuses, raises (wrapped once, in this module).
+_CLUSTER_ERRORS = (k8s.ApiException, k8s_config.ConfigException, HTTPError, OSError)
+
+
+@dataclass(frozen=True)
+class RunNamespace:
+    """Where a kube run lives in its cluster: what ``harness down`` needs to take it back."""
+
+    namespace: str
+    kubeconfig: str  # the admin kubeconfig, absolute
+    context: str  # "": the kubeconfig's current context
+
+    def kubectl(self, *args: str) -> str:
+        """A kubectl command line on this cluster, for messages."""
+        where = f"--kubeconfig {self.kubeconfig}" + (
+            f" --context {self.context}" if self.context else ""
+        )
+        return " ".join(("kubectl", where, *args))
 
 
 class KwokTarget(LocalTarget):
@@ -71,10 +97,29 @@ class KwokTarget(LocalTarget):
         self.kube = KubeTarget(run_id=run_id, run_dir=run_dir, options=kube)
         self.namespace = self.kube.namespace
         self._agent_kubeconfig: Path | None = None
+        self._scrape: list[dict[str, object]] = []  # the cluster's control plane, for Prometheus
 
     @property
     def capabilities(self) -> frozenset[str]:
         return super().capabilities | frozenset(CAPABILITIES)
+
+    @property
+    def capability_gaps(self) -> dict[str, str]:
+        """Why the in-cluster experiments (the kind overlay's) are SKIPPED on this target."""
+        return {
+            **super().capability_gaps,
+            "controller-pod-delete": "the platform's controllers run as local processes here, "
+            "not as Pods",
+            "scale": "the platform's API runs as local processes here, not as a Deployment",
+            "network-policy": "nothing enforces NetworkPolicies on KWOK nodes (no network "
+            "plugin; Pods get fake addresses)",
+        }
+
+    def _extra_scrape_configs(self) -> list[dict[str, object]]:
+        return self._scrape
+
+    def _extra_rule_files(self) -> list[str]:
+        return [str(KUBE_RULES)]
 
     def deploy(self) -> Endpoints:
         """Apply the overlay, write the runtime's credentials, start the platform beside it."""
@@ -82,6 +127,7 @@ class KwokTarget(LocalTarget):
         kube = self.kube.deploy()
         with self._admin_client() as api:
             self._agent_kubeconfig = self._write_agent_kubeconfig(api)
+            self._scrape = control_plane_scrape_configs(api, self.run_dir / "secrets")
         local = super().deploy()
         extra = {
             **local.extra,
@@ -92,6 +138,15 @@ class KwokTarget(LocalTarget):
         }
         self._endpoints = replace(local, target=self.name, extra=extra)
         return self._endpoints
+
+    @property
+    def run_namespace(self) -> RunNamespace:
+        """The run's namespace and admin coordinates (the context once deploy has connected)."""
+        return RunNamespace(
+            namespace=self.namespace,
+            kubeconfig=str(self._admin_kubeconfig()),
+            context=self.kube.context or self.kube.options.context or "",
+        )
 
     def teardown(self) -> None:
         """Stop the processes, put back Nodes a fault took away, delete the namespace."""
@@ -241,6 +296,105 @@ def _recreatable(node: dict[str, Any]) -> dict[str, Any]:
     status = {k: v for k, v in (node.get("status") or {}).items() if k != "conditions"}
     spec = {k: v for k, v in (node.get("spec") or {}).items() if k != "unschedulable"}
     return {"apiVersion": "v1", "kind": "Node", "metadata": keep, "spec": spec, "status": status}
+
+
+def release_namespace(
+    run_dir: Path, where: RunNamespace, *, timeout_s: float = NAMESPACE_GONE_TIMEOUT_S
+) -> tuple[list[str], list[str]]:
+    """Take back what a detached run left in its cluster, once its processes are stopped: the
+    Nodes faults changed (:func:`restore_nodes`), then the namespace, deleted and awaited.
+
+    Never raises for a cluster that is gone or refuses: returns (what was done, warnings), a
+    warning being a sentence that names what is left and the command to remove it by hand.
+    """
+    done: list[str] = []
+    warnings: list[str] = []
+    by_hand = f"delete it with `{where.kubectl('delete namespace', where.namespace)}`"
+    try:
+        api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=where.kubeconfig, context=where.context or None
+        )
+    except _CLUSTER_ERRORS as exc:
+        return done, [f"namespace {where.namespace} is left ({_short(exc)}); {by_hand}"]
+    try:
+        try:
+            done += [f"node {name} put back" for name in restore_nodes(api, run_dir)]
+        except _CLUSTER_ERRORS as exc:
+            warnings.append(
+                f"the Nodes faults changed ({run_dir / NODE_LEDGER}) were not put back "
+                f"({_short(exc)}); uncordon or recreate them with kubectl"
+            )
+        try:
+            gone = _delete_namespace(k8s.CoreV1Api(api), where.namespace, timeout_s=timeout_s)
+        except _CLUSTER_ERRORS as exc:
+            warnings.append(f"namespace {where.namespace} is left ({_short(exc)}); {by_hand}")
+        else:
+            if gone is _Gone.ALREADY:
+                warnings.append(f"namespace {where.namespace} was already gone")
+            elif gone is _Gone.BY_OTHERS:
+                warnings.append(
+                    f"namespace {where.namespace} was already being deleted (not by this run); "
+                    "it is gone now"
+                )
+            elif gone is _Gone.NOT_YET:
+                get = where.kubectl("get namespace", where.namespace)
+                warnings.append(
+                    f"namespace {where.namespace} is still terminating after {timeout_s:g} s; "
+                    f"it goes on its own (`{get}`)"
+                )
+            else:
+                done.append(f"namespace {where.namespace} deleted")
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+    return done, warnings
+
+
+class _Gone(enum.Enum):
+    DELETED = "deleted"
+    ALREADY = "gone already"
+    BY_OTHERS = "deleted by someone else"
+    NOT_YET = "still terminating"
+
+
+def _delete_namespace(core: k8s.CoreV1Api, namespace: str, *, timeout_s: float) -> _Gone:
+    """Delete ``namespace`` (unless someone already is) and wait at most ``timeout_s`` until it
+    is gone."""
+    found = _read_namespace(core, namespace)
+    if found is None:
+        return _Gone.ALREADY
+    by_others = found.metadata.deletion_timestamp is not None
+    if not by_others:
+        try:
+            core.delete_namespace(namespace, _request_timeout=CALL_TIMEOUT_S)
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return _Gone.ALREADY
+            raise
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _read_namespace(core, namespace) is None:
+            return _Gone.BY_OTHERS if by_others else _Gone.DELETED
+        time.sleep(POLL_S)
+    return _Gone.NOT_YET
+
+
+def _read_namespace(core: k8s.CoreV1Api, namespace: str) -> Any:
+    """The namespace (a V1Namespace), or None when there is none."""
+    try:
+        return core.read_namespace(namespace, _request_timeout=CALL_TIMEOUT_S)
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _short(exc: BaseException) -> str:
+    """An API error as its HTTP status; anything else as its first line."""
+    if isinstance(exc, k8s.ApiException):
+        return f"HTTP {exc.status}"
+    if isinstance(exc, MaxRetryError):
+        return f"the cluster does not answer: {exc.reason}"
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def kube_problem(kubeconfig: Path | None, context: str | None) -> str:

@@ -14,6 +14,14 @@ from harness.util.net import free_port_outside_ephemeral
 class LocalObservability(LocalBase):
     """Starts the observability stack; where Locust serves its metrics for Prometheus."""
 
+    def _extra_scrape_configs(self) -> list[dict[str, object]]:
+        """Scrape configs a target adds to its Prometheus (none on the local target)."""
+        return []
+
+    def _extra_rule_files(self) -> list[str]:
+        """Rules files a target adds to its Prometheus (none on the local target)."""
+        return []
+
     def _start_observability(
         self,
         bins: dict[str, str],
@@ -75,8 +83,9 @@ class LocalObservability(LocalBase):
                 gameservers_sd_file=str(sd_file),
                 api_probes=self.topology.api_probes,
                 locust=f"{load_host}:{self.locust_metrics[1]}",
-                rule_files=[str(rules)],
+                rule_files=[str(rules), *self._extra_rule_files()],
                 alertmanagers=[f"{host}:{am_port}"],
+                extra_scrape_configs=self._extra_scrape_configs(),
             )
         )
         (self.run_dir / "prometheus").mkdir(exist_ok=True)
@@ -105,7 +114,11 @@ class LocalObservability(LocalBase):
                 prometheus_url,
                 rules,
                 rules_text,
-                jobs=[*(job for job, targets in jobs.items() if targets), "probe-api"],
+                jobs=[
+                    *(job for job, targets in jobs.items() if targets),
+                    "probe-api",
+                    *(str(c["job_name"]) for c in self._extra_scrape_configs()),
+                ],
                 timeout_s=t,
             ),
         )

@@ -116,7 +116,14 @@ def test_the_kwok_overlay_goes_into_a_fresh_namespace_that_teardown_removes(
     assert [kube.namespace] == [s.namespace for s in binding.subjects]
     assert "gsharness" in [m.manager for m in account.metadata.managed_fields]
     assert ("kube", kube.namespace) == (endpoints.target, endpoints.extra["kube_namespace"])
-    assert ("node-delete", "node-drain", "pod-delete", "scale") == endpoints.capabilities
+    assert (
+        "controller-pod-delete",
+        "network-policy",
+        "node-delete",
+        "node-drain",
+        "pod-delete",
+        "scale",
+    ) == endpoints.capabilities
     assert not namespace_exists(kube_api, kube.namespace)
 
 

@@ -13,6 +13,7 @@ from harness.slo import (
     IndicatorKind,
     SloSpec,
     load_slo_file,
+    metric_alternatives,
     metric_names,
     unknown_metric_problems,
 )
@@ -163,6 +164,51 @@ def test_a_misspelt_metric_names_file_line_slo_field_and_a_near_match() -> None:
         "series and no metadata for the metric 'refplat_api_request_duration_second_bucket'; "
         "did you mean 'refplat_api_request_duration_seconds_bucket'?"
     ] == problems
+
+
+@pytest.mark.parametrize(
+    ("promql", "expected"),
+    [
+        pytest.param("a or b", [{"a"}, {"b"}], id="two-alternatives"),
+        pytest.param("sum(a or b) OR c * d", [{"a", "b"}, {"c", "d"}], id="only-top-level"),
+        pytest.param('x{job="or"} or rate(y[5m])', [{"x"}, {"y"}], id="or-in-a-string"),
+        pytest.param("a and b", [{"a", "b"}], id="no-or"),
+    ],
+)
+def test_alternatives_are_the_operands_of_the_top_level_ors(
+    promql: str, expected: list[set[str]]
+) -> None:
+    assert expected == metric_alternatives(promql)
+
+
+KUBE_POD_STARTUP = "kube-pod-startup-p99"
+
+
+@pytest.mark.parametrize(
+    ("known", "unknown"),
+    [
+        pytest.param({"kubelet_pod_start_sli_duration_seconds_bucket"}, [], id="kubelets"),
+        pytest.param({"scheduler_pod_scheduling_sli_duration_seconds_bucket"}, [], id="kwok"),
+        pytest.param(
+            set(),
+            [
+                "kubelet_pod_start_sli_duration_seconds_bucket",
+                "scheduler_pod_scheduling_sli_duration_seconds_bucket",
+            ],
+            id="neither",
+        ),
+    ],
+)
+def test_pod_startup_judges_the_kubelets_where_they_report_else_the_scheduler(
+    known: set[str], unknown: list[str]
+) -> None:
+    (startup,) = [
+        s for s in load_slo_file(REPO_ROOT / "slos/kube.yaml") if s.name == KUBE_POD_STARTUP
+    ]
+
+    problems = unknown_metric_problems([startup], known | {"apiserver_request_duration_seconds"})
+
+    assert unknown == [p.split("metric '")[1].split("'")[0] for p in problems]
 
 
 def test_each_unknown_metric_of_a_ratio_is_one_problem_naming_its_field() -> None:

@@ -19,7 +19,7 @@ from kubernetes import config as k8s_config
 from harness.chaos import _target
 from harness.chaos._target import ActivityFailed
 from harness.model import Endpoints
-from harness.util.http import request
+from harness.util.errors import DriverError
 
 CALL_TIMEOUT_S = 10.0
 GAMESERVER_SELECTOR = "app.kubernetes.io/name=gameserver"
@@ -56,7 +56,8 @@ def load(target_file: str) -> KubeRun:
     if not extra.get("kube_namespace") or not extra.get("kube_kubeconfig"):
         raise ActivityFailed(
             f"Target {endpoints.run_id} ({endpoints.target}) has no Kubernetes namespace; the "
-            "k8s-* experiments need `harness certify --target kube`."
+            "k8s-* experiments need `harness certify --target kube` or `harness up --target "
+            "kube`."
         )
     return KubeRun(
         endpoints=endpoints,
@@ -89,16 +90,10 @@ class Placed:
 
 def servers(run: KubeRun, *, seeded_only: bool = True) -> list[dict[str, Any]]:
     """The game servers the harness seeded (region ``local``; else all), from the API."""
-    endpoints = run.endpoints
-    resp = request(
-        "GET",
-        f"{endpoints.api_url}/v1/servers?limit=500",
-        timeout_s=CALL_TIMEOUT_S,
-        token=endpoints.admin_token(),
-    )
-    if not resp.ok:
-        raise ActivityFailed(f"listing game servers answered {resp.status or resp.error}")
-    items: list[dict[str, Any]] = resp.json().get("items", [])
+    try:
+        items = _target.list_servers(run.endpoints)
+    except DriverError as exc:
+        raise ActivityFailed(f"listing game servers failed: {exc}") from exc
     return [s for s in items if not seeded_only or s.get("region") == SEEDED_REGION]
 
 
@@ -145,3 +140,32 @@ def record(run: KubeRun, fault_name: str, event: str, *, target: str, detail: st
         {"kind": "fault", "name": fault_name, "event": event, "target": target, "detail": detail}
     )
     return appended["at"]
+
+
+def pending(run: KubeRun, fault_name: str) -> bool:
+    """Whether ``fault_name`` was injected after its last recovery (as the probes judge it)."""
+    if not fault_name:
+        return False
+    events = [e for e in _target.timeline(run.endpoints).faults() if e.get("name") == fault_name]
+    return bool(events) and events[-1].get("event") == "injected"
+
+
+def remember(run: KubeRun, file_name: str, fault_name: str, facts: dict[str, Any] | None) -> None:
+    """Keep (``facts``) or forget (None) what a fault changed, in ``file_name`` of the run dir,
+    for the probe that checks the repair and the rollback that undoes it."""
+    path = run.run_dir / file_name
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    if facts is None:
+        known.pop(fault_name, None)
+    else:
+        known[fault_name] = {"at": time.time(), **facts}
+    path.write_text(json.dumps(known, indent=1))
+
+
+def recalled(run: KubeRun, file_name: str, fault_name: str) -> dict[str, Any]:
+    """What :func:`remember` kept for ``fault_name`` (empty: nothing)."""
+    path = run.run_dir / file_name
+    found: dict[str, Any] = (json.loads(path.read_text()) if path.is_file() else {}).get(
+        fault_name, {}
+    )
+    return found

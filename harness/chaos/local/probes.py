@@ -10,6 +10,7 @@ from mcstatus import JavaServer
 
 from harness.chaos import _target
 from harness.drivers.process import alive
+from harness.util.errors import DriverError
 from harness.util.http import request
 
 __all__ = [
@@ -98,17 +99,12 @@ def servers_ready_elsewhere(
 
 
 def _all_servers(endpoints: Any) -> list[dict[str, Any]]:
-    resp = request(
-        "GET",
-        f"{endpoints.api_url}/v1/servers?limit=500",
-        timeout_s=2.0,
-        token=endpoints.admin_token(),
-    )
-    if not resp.ok:
-        log.warning("listing servers answered %s", resp.status or resp.error)
+    """Every game server (all pages); empty when the API does not answer (polled again)."""
+    try:
+        return _target.list_servers(endpoints)
+    except DriverError as exc:
+        log.warning("listing servers failed: %s", exc)
         return []
-    items: list[dict[str, Any]] = resp.json().get("items", [])
-    return items
 
 
 def _record_recovery(endpoints: Any, fault_name: str, dead: set[str], detected_at: float) -> None:
