@@ -95,6 +95,14 @@ class KubeOptions:
     rollout_timeout_s: float = 120.0
     teardown_timeout_s: float = 60.0
 
+    def admin_kubeconfig(self) -> Path:
+        """The kubeconfig file in use, absolute: the one given, else the first of $KUBECONFIG,
+        else ~/.kube/config (what the activities load, with the run's context, later)."""
+        if self.kubeconfig is not None:
+            return self.kubeconfig.resolve()
+        first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
+        return Path(first).expanduser().resolve()
+
 
 @dataclass
 class _Rollout:
@@ -404,7 +412,7 @@ class KubeTarget:
                 "kube_namespace": self.namespace,
                 "kube_context": self.context,
                 "kube_server": self._state.server,
-                "kube_kubeconfig": str(self.options.kubeconfig or ""),
+                "kube_kubeconfig": str(self.options.admin_kubeconfig()),
                 "kube_overlay": self.options.overlay,
                 **{f"service:{name}": url for name, url in services.items()},
             },

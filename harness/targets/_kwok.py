@@ -27,7 +27,6 @@ import base64
 import enum
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -165,12 +164,7 @@ class KwokTarget(LocalTarget):
     # --- the runtime's identity -------------------------------------------------------------
 
     def _admin_kubeconfig(self) -> Path:
-        given = self.kube.options.kubeconfig
-        if given is not None:
-            return given.resolve()
-        return Path(
-            os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
-        ).expanduser()
+        return self.kube.options.admin_kubeconfig()
 
     def _admin_client(self) -> k8s.ApiClient:
         api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]

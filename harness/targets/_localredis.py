@@ -46,7 +46,12 @@ class LocalRedis(LocalBase):
         data = self.run_dir / name
         data.mkdir(exist_ok=True)
         argv = redis_argv(
-            binary, address=place.address, port=port, data=data, fsync=self.topology.redis_fsync
+            binary,
+            address=place.address,
+            port=port,
+            data=data,
+            fsync=self.topology.redis_fsync,
+            min_replicas=1 if self.topology.redis_replicas else 0,
         )
         if replicaof is not None:
             argv += ["--replicaof", replicaof[0], str(replicaof[1])]

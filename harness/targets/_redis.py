@@ -40,6 +40,10 @@ RESTART_TIMEOUT_S = 15.0
 Address = tuple[str, int]
 
 
+# Replicas acknowledge every second (REPLCONF ACK): 2 s is one missed acknowledgement of slack.
+MIN_REPLICAS_MAX_LAG_S = 2
+
+
 def redis_names(replicas: int) -> list[str]:
     """Process (and host) names of the Redis servers: ``redis`` alone, else ``redis-1`` (the
     first primary), ``redis-2``, ..."""
@@ -55,12 +59,29 @@ def quorum(sentinels: int) -> int:
     return sentinels // 2 + 1
 
 
-def redis_argv(binary: str, *, address: str, port: int, data: Path, fsync: str) -> list[str]:
+def redis_argv(
+    binary: str, *, address: str, port: int, data: Path, fsync: str, min_replicas: int = 0
+) -> list[str]:
     """The redis-server command line: append-only file, fsync per ``fsync``, no snapshots.
 
     With ``fsync="always"`` Redis fsyncs the file before it answers a write, so an
     acknowledged write survives a crash of Redis; ``never`` leaves it to the kernel.
+    ``min_replicas``: a primary refuses every write (NOREPLICAS) unless that many replicas
+    acknowledged its stream within ``MIN_REPLICAS_MAX_LAG_S``. A primary cut off from its
+    replicas (a partition, a region lost) then stops taking writes within seconds: no
+    controller goes on leading, and no session moves, on a side whose writes the failover
+    will throw away (WAIT alone refuses to acknowledge such writes but still applies them).
     """
+    durability = (
+        [
+            "--min-replicas-to-write",
+            str(min_replicas),
+            "--min-replicas-max-lag",
+            str(MIN_REPLICAS_MAX_LAG_S),
+        ]
+        if min_replicas
+        else []
+    )
     return [
         binary,
         "--bind",
@@ -82,6 +103,7 @@ def redis_argv(binary: str, *, address: str, port: int, data: Path, fsync: str) 
         # more replicas to share the transfer: writes WAIT for a replica from the first one.
         "--repl-diskless-sync-delay",
         "0",
+        *durability,
     ]
 
 

@@ -56,6 +56,7 @@ T = TypeVar("T")
 
 MAX_SESSION_TTL_S = 86400.0
 READY_PING_TIMEOUT_S = 1.0
+READY_KEY_TTL_MS = 10_000
 MAX_IDEMPOTENCY_KEY = 200
 MEMORY_MIB = (128, 262144)
 DISK_QUOTA_MIB = (256, 4194304)
@@ -175,19 +176,28 @@ class Api:
         if self._settings.fail_readiness or self._draining:
             reason = "draining" if self._draining else "--fail-readiness"
             return web.json_response({"status": "unready", "error": reason}, status=503)
-        # One ping at a time, never cancelled by a readiness check that stops waiting for it:
+        # Ready means this replica can write to the primary, not only reach a Redis: after a
+        # partition heals, the old primary answers pings (and serves its stale data) until
+        # Sentinel demotes it, but with min-replicas-to-write it refuses writes (NOREPLICAS).
+        # One write at a time, never cancelled by a readiness check that stops waiting for it:
         # after a failover it may first wait on a Sentinel that is cut off (each costs its
         # timeout, with retries) before one that answers moves to the front of the list; a
         # ping cancelled at every check would never get that far (a region outage).
         if self._ready_ping is None or self._ready_ping.done():
-            self._ready_ping = asyncio.ensure_future(self._store.redis.ping())
+            self._ready_ping = asyncio.ensure_future(self._ready_write())
             self._ready_ping.add_done_callback(_consume)
         try:
             await asyncio.wait_for(asyncio.shield(self._ready_ping), READY_PING_TIMEOUT_S)
         except Exception as exc:
-            error = str(exc) or f"Redis did not answer a ping within {READY_PING_TIMEOUT_S:g} s"
+            error = str(exc) or f"Redis did not take a write within {READY_PING_TIMEOUT_S:g} s"
             return web.json_response({"status": "unready", "error": error}, status=503)
         return web.json_response({"status": "ok"})
+
+    async def _ready_write(self) -> None:
+        """A write of this instance's readiness key (outside the ``refplat:`` keys: backups
+        and scans never see it), expiring on its own."""
+        key = f"refplat-readiness:{self._settings.instance}"
+        await self._store.redis.set(key, str(time.time()), px=READY_KEY_TTL_MS)
 
     async def _caller(self, request: web.Request) -> Caller:
         return await caller_of(request, store=self._store, admin_token=self._admin_token)

@@ -13,6 +13,8 @@ from kubernetes import client as k8s
 from harness.targets import KubeCluster, kube_bin_dir
 from tests.conftest import REPO_ROOT
 
+# The kind overlay's Redis StatefulSet claims; the test cluster has no storage provisioner.
+REDIS_CLAIMS = ("data-refplat-redis-0", "data-refplat-redis-1")
 BUILD_TIMEOUT_S = 3600  # a cold build is 15-30 minutes on 2 cores; warm it is a no-op
 
 
@@ -62,3 +64,43 @@ def namespace(kube_api: k8s.ApiClient) -> Iterator[str]:
     core.create_namespace(body=body, _request_timeout=10)
     yield name
     core.delete_namespace(name, _request_timeout=10)
+
+
+def redis_volume(namespace: str, claim: str, *, reclaim: str = "Retain") -> k8s.V1PersistentVolume:
+    """A volume pre-bound to one Redis claim of ``namespace`` (named ``<namespace>-<claim>``)."""
+    body = k8s.V1PersistentVolume.from_dict(
+        {
+            "metadata": {"name": f"{namespace}-{claim}"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": reclaim,
+                "hostPath": {"path": f"/nonexistent/{claim}"},  # KWOK never mounts it
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        }
+    )
+    assert body is not None
+    return body
+
+
+class RedisVolumes:
+    """The Redis claims' volumes of ``namespace``, created on enter and deleted on exit."""
+
+    def __init__(self, api: k8s.ApiClient, namespace: str) -> None:
+        self.core, self.namespace = k8s.CoreV1Api(api), namespace
+
+    def __enter__(self) -> RedisVolumes:
+        for claim in REDIS_CLAIMS:
+            self.core.create_persistent_volume(
+                redis_volume(self.namespace, claim), _request_timeout=10
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for claim in REDIS_CLAIMS:
+            try:
+                self.core.delete_persistent_volume(f"{self.namespace}-{claim}", _request_timeout=10)
+            except k8s.ApiException as error:
+                if error.status != 404:
+                    raise

@@ -17,13 +17,13 @@ from harness.targets._kube import MARKER_NAMESPACE, TEST_CLUSTER_MARKER
 from harness.targets._kubeobjects import RUN_LABEL
 from harness.util.errors import ConfigError
 from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import RedisVolumes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(4000)]
 
 MANIFESTS = REPO_ROOT / "platform" / "manifests"
 CONTEXT = "gsharness"  # the context KubeCluster writes
 CRD_NAME = "prometheusrules.monitoring.coreos.com"
-REDIS_CLAIMS = ("data-refplat-redis-0", "data-refplat-redis-1")
 # The kind overlay's workloads: (kind, name) -> replicas.
 KIND_WORKLOADS = {
     ("Deployment", "refplat-api"): 3,
@@ -134,26 +134,8 @@ def crd_and_volumes(
     """A kube target for the kind overlay, allowed by flag, with its Redis volumes pre-bound
     (the test cluster has no storage provisioner); the CRD and the volumes removed after."""
     kube = target(kube_cluster, tmp_path, overlay="kind", install_crds=True, allow_context=CONTEXT)
-    core = k8s.CoreV1Api(kube_api)
-    names = [f"{kube.namespace}-{claim}" for claim in REDIS_CLAIMS]
-    for name, claim in zip(names, REDIS_CLAIMS, strict=True):
-        volume = k8s.V1PersistentVolume.from_dict(
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "hostPath": {"path": f"/nonexistent/{claim}"},  # KWOK never mounts it
-                    "claimRef": {"namespace": kube.namespace, "name": claim},
-                },
-            }
-        )
-        assert volume is not None
-        core.create_persistent_volume(volume, _request_timeout=10)
-    yield kube
-    for name in names:
-        core.delete_persistent_volume(name, _request_timeout=10)
+    with RedisVolumes(kube_api, kube.namespace):
+        yield kube
     k8s.ApiextensionsV1Api(kube_api).delete_custom_resource_definition(
         CRD_NAME, _request_timeout=10
     )

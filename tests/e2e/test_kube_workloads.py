@@ -24,12 +24,12 @@ from harness.chaos._target import ActivityFailed
 from harness.chaos.kube import netpolicy, workloads
 from harness.targets import KubeCluster, KubeOptions, KubeTarget
 from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import RedisVolumes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 CONTEXT = "gsharness"  # the context KubeCluster writes
 CRD_NAME = "prometheusrules.monitoring.coreos.com"
-REDIS_CLAIMS = ("data-refplat-redis-0", "data-refplat-redis-1")
 CONTROLLER = "refplat-controller"
 WAIT_S = 60.0
 
@@ -56,35 +56,6 @@ def deployed(
         kube.deploy().write(target_file)
         yield target_file, api
         k8s.ApiextensionsV1Api(api).delete_custom_resource_definition(CRD_NAME, _request_timeout=10)
-
-
-class RedisVolumes:
-    """Pre-bound volumes for the Redis claims (the test cluster has no provisioner)."""
-
-    def __init__(self, api: k8s.ApiClient, namespace: str) -> None:
-        self.core, self.namespace = k8s.CoreV1Api(api), namespace
-        self.names = [f"{namespace}-{claim}" for claim in REDIS_CLAIMS]
-
-    def __enter__(self) -> None:
-        for name, claim in zip(self.names, REDIS_CLAIMS, strict=True):
-            volume = k8s.V1PersistentVolume.from_dict(
-                {
-                    "metadata": {"name": name},
-                    "spec": {
-                        "capacity": {"storage": "1Gi"},
-                        "accessModes": ["ReadWriteOnce"],
-                        "persistentVolumeReclaimPolicy": "Retain",
-                        "hostPath": {"path": f"/nonexistent/{claim}"},  # KWOK never mounts it
-                        "claimRef": {"namespace": self.namespace, "name": claim},
-                    },
-                }
-            )
-            assert volume is not None
-            self.core.create_persistent_volume(volume, _request_timeout=10)
-
-    def __exit__(self, *exc: object) -> None:
-        for name in self.names:
-            self.core.delete_persistent_volume(name, _request_timeout=10)
 
 
 def namespace_of(target_file: Path) -> str:

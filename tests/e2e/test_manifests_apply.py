@@ -15,6 +15,7 @@ from kubernetes import client as k8s
 
 from harness.targets import KubeCluster
 from tests.contracts.test_manifests import MANIFESTS, OVERLAYS, stage_manifests
+from tests.e2e.conftest import REDIS_CLAIMS, redis_volume
 
 # The session's cluster may build the binaries first (15-30 minutes cold).
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(4000)]
@@ -24,7 +25,6 @@ CRD = MANIFESTS / "crds" / "prometheusrules.yaml"
 WAIT_S = 60.0
 # The kind overlay's workloads and their replicas (ReplicaSets and StatefulSets make the pods).
 EXPECTED_PODS = {"api": 3, "controller": 2, "redis": 2, "sentinel": 3}
-REDIS_CLAIMS = ("data-refplat-redis-0", "data-refplat-redis-1")
 
 
 def kubectl(cluster: KubeCluster, *args: str, stdin: str | None = None) -> str:
@@ -37,24 +37,6 @@ def kubectl(cluster: KubeCluster, *args: str, stdin: str | None = None) -> str:
     )
     assert 0 == out.returncode, f"kubectl {' '.join(args)}: {out.stderr}"
     return out.stdout
-
-
-def redis_volume(claim: str) -> k8s.V1PersistentVolume:
-    """A volume pre-bound to one Redis claim: the test cluster has no storage provisioner."""
-    body = k8s.V1PersistentVolume.from_dict(
-        {
-            "metadata": {"name": f"{NAMESPACE}-{claim}"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Delete",
-                "hostPath": {"path": f"/nonexistent/{claim}"},  # KWOK never mounts it
-                "claimRef": {"namespace": NAMESPACE, "name": claim},
-            },
-        }
-    )
-    assert body is not None
-    return body
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +75,9 @@ def kind_installed(runtime_installed: KubeCluster, staged: Path) -> KubeCluster:
     with runtime_installed.api_client() as api:
         core = k8s.CoreV1Api(api)
         for claim in REDIS_CLAIMS:
-            core.create_persistent_volume(redis_volume(claim), _request_timeout=10)
+            core.create_persistent_volume(
+                redis_volume(NAMESPACE, claim, reclaim="Delete"), _request_timeout=10
+            )
     kubectl(runtime_installed, "apply", "--server-side", "-k", str(staged / "overlays" / "kind"))
     return runtime_installed
 
