@@ -30,6 +30,7 @@ context is refused unless the user names it with ``--allow-context NAME``.
 from __future__ import annotations
 
 import base64
+import enum
 import logging
 import os
 import secrets
@@ -419,31 +420,63 @@ class KubeTarget:
         )
 
     def _delete_namespace(self, api: k8s.ApiClient) -> None:
-        core = k8s.CoreV1Api(api)
+        timeout_s = self.options.teardown_timeout_s
         try:
-            core.delete_namespace(self.namespace, _request_timeout=CALL_TIMEOUT_S)
+            gone = delete_namespace(k8s.CoreV1Api(api), self.namespace, timeout_s=timeout_s)
         except k8s.ApiException as exc:
-            if exc.status == 404:
-                return
             raise InfraError(
                 f"Could not delete namespace {self.namespace} (context {self.context!r}): "
                 f"HTTP {exc.status}; delete it with `kubectl delete ns {self.namespace}`."
             ) from exc
-        deadline = time.monotonic() + self.options.teardown_timeout_s
-        while time.monotonic() < deadline:
-            try:
-                core.read_namespace(self.namespace, _request_timeout=CALL_TIMEOUT_S)
-            except k8s.ApiException as exc:
-                if exc.status == 404:
-                    self.progress(f"namespace {self.namespace} deleted")
-                    return
-                raise
-            time.sleep(POLL_S)
-        log.warning(
-            "namespace %s is still terminating after %g s; it goes away on its own",
-            self.namespace,
-            self.options.teardown_timeout_s,
-        )
+        if gone is Gone.NOT_YET:
+            log.warning(
+                "namespace %s is still terminating after %g s; it goes away on its own",
+                self.namespace,
+                timeout_s,
+            )
+        elif gone is not Gone.ALREADY:
+            self.progress(f"namespace {self.namespace} deleted")
+
+
+class Gone(enum.Enum):
+    """How a namespace went (:func:`delete_namespace`)."""
+
+    DELETED = "deleted"
+    ALREADY = "gone already"
+    BY_OTHERS = "deleted by someone else"
+    NOT_YET = "still terminating"
+
+
+def delete_namespace(core: k8s.CoreV1Api, namespace: str, *, timeout_s: float) -> Gone:
+    """Delete ``namespace`` (unless someone already is) and wait at most ``timeout_s`` until it
+    is gone."""
+    found = _read_namespace(core, namespace)
+    if found is None:
+        return Gone.ALREADY
+    by_others = found.metadata.deletion_timestamp is not None
+    if not by_others:
+        try:
+            core.delete_namespace(namespace, _request_timeout=CALL_TIMEOUT_S)
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return Gone.ALREADY
+            raise
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _read_namespace(core, namespace) is None:
+            return Gone.BY_OTHERS if by_others else Gone.DELETED
+        time.sleep(POLL_S)
+    return Gone.NOT_YET
+
+
+def _read_namespace(core: k8s.CoreV1Api, namespace: str) -> Any:
+    """The namespace (a V1Namespace), or None when there is none."""
+    try:
+        return core.read_namespace(namespace, _request_timeout=CALL_TIMEOUT_S)
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def _observe(apps: k8s.AppsV1Api, namespace: str, rollout: _Rollout) -> None:

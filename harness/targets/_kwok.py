@@ -24,11 +24,9 @@ namespace is deleted and awaited. A detached run (``harness up --target kube``) 
 from __future__ import annotations
 
 import base64
-import enum
 import json
 import logging
 import sys
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ from kubernetes import config as k8s_config
 from urllib3.exceptions import HTTPError, MaxRetryError
 
 from harness.model import Endpoints
-from harness.targets._kube import CALL_TIMEOUT_S, KubeOptions, KubeTarget
+from harness.targets._kube import CALL_TIMEOUT_S, Gone, KubeOptions, KubeTarget, delete_namespace
 from harness.targets._kubescrape import RULES as KUBE_RULES
 from harness.targets._kubescrape import control_plane_scrape_configs
 from harness.targets._local import LocalTarget, LocalTopology
@@ -57,7 +55,6 @@ TOKEN_TTL_S = 24 * 3600
 NODE_SELECTOR = "type=kwok"  # the label KubeCluster (and `harness cluster up`) gives KWOK nodes
 NODE_LEDGER = "kube-nodes.json"  # Nodes a fault deleted or cordoned: put back at teardown
 NAMESPACE_GONE_TIMEOUT_S = 60.0
-POLL_S = 0.5
 # What talking to a cluster that is gone, or refuses, raises (wrapped once, in this module).
 _CLUSTER_ERRORS = (k8s.ApiException, k8s_config.ConfigException, HTTPError, OSError)
 
@@ -319,18 +316,18 @@ def release_namespace(
                 f"({_short(exc)}); uncordon or recreate them with kubectl"
             )
         try:
-            gone = _delete_namespace(k8s.CoreV1Api(api), where.namespace, timeout_s=timeout_s)
+            gone = delete_namespace(k8s.CoreV1Api(api), where.namespace, timeout_s=timeout_s)
         except _CLUSTER_ERRORS as exc:
             warnings.append(f"namespace {where.namespace} is left ({_short(exc)}); {by_hand}")
         else:
-            if gone is _Gone.ALREADY:
+            if gone is Gone.ALREADY:
                 warnings.append(f"namespace {where.namespace} was already gone")
-            elif gone is _Gone.BY_OTHERS:
+            elif gone is Gone.BY_OTHERS:
                 warnings.append(
                     f"namespace {where.namespace} was already being deleted (not by this run); "
                     "it is gone now"
                 )
-            elif gone is _Gone.NOT_YET:
+            elif gone is Gone.NOT_YET:
                 get = where.kubectl("get namespace", where.namespace)
                 warnings.append(
                     f"namespace {where.namespace} is still terminating after {timeout_s:g} s; "
@@ -341,45 +338,6 @@ def release_namespace(
     finally:
         api.close()  # type: ignore[no-untyped-call]
     return done, warnings
-
-
-class _Gone(enum.Enum):
-    DELETED = "deleted"
-    ALREADY = "gone already"
-    BY_OTHERS = "deleted by someone else"
-    NOT_YET = "still terminating"
-
-
-def _delete_namespace(core: k8s.CoreV1Api, namespace: str, *, timeout_s: float) -> _Gone:
-    """Delete ``namespace`` (unless someone already is) and wait at most ``timeout_s`` until it
-    is gone."""
-    found = _read_namespace(core, namespace)
-    if found is None:
-        return _Gone.ALREADY
-    by_others = found.metadata.deletion_timestamp is not None
-    if not by_others:
-        try:
-            core.delete_namespace(namespace, _request_timeout=CALL_TIMEOUT_S)
-        except k8s.ApiException as exc:
-            if exc.status == 404:
-                return _Gone.ALREADY
-            raise
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _read_namespace(core, namespace) is None:
-            return _Gone.BY_OTHERS if by_others else _Gone.DELETED
-        time.sleep(POLL_S)
-    return _Gone.NOT_YET
-
-
-def _read_namespace(core: k8s.CoreV1Api, namespace: str) -> Any:
-    """The namespace (a V1Namespace), or None when there is none."""
-    try:
-        return core.read_namespace(namespace, _request_timeout=CALL_TIMEOUT_S)
-    except k8s.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 def _short(exc: BaseException) -> str:
