@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test certify nightly report kube lock clean down bench-recovery bench-refplat bench-load bench-scale bench-redis bench-catalogue bench-kube-scale certification
+.PHONY: setup test certify certify-kind nightly report kube lock clean down bench-recovery bench-refplat bench-load bench-scale bench-redis bench-catalogue bench-kube-scale certification
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,10 @@ kube:
 
 certify: setup
 	$(BIN)/harness certify --target local --profile smoke
+
+# The platform inside a kind cluster (needs docker or podman and kind; docs/operations.md).
+certify-kind: setup
+	$(BIN)/harness certify --target kind --profile kind
 
 # The nightly gate: about eight minutes of repeated faults under load (not part of `make test`).
 nightly: setup

@@ -5,7 +5,8 @@
   it (recycling the server: two requests per allocation) for ``--duration-s``; with
   ``--allocate-only`` they allocate from the pool of Ready servers and keep the sessions (one
   request per allocation, as a matchmaker allocates; the pool must hold every allocation of
-  the run, else 409s).
+  the run, else 409s); with ``--audit`` the api replicas and the controller write the sealed
+  audit log (a record per mutation, as the local target's ``topology.audit`` runs them).
   Target: >= 500 allocations/s, p99 <= 250 ms.
 - ``--memory``: one agent hosting each of ``--sizes`` servers; its VmRSS. Target: <= 150 MiB
   per 1,000 servers.
@@ -36,6 +37,7 @@ import re
 import resource
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +62,7 @@ from harness.util.http import request
 from refplat.controller import DEFAULT_HEARTBEAT_TIMEOUT_S, DEFAULT_LEASE_TTL_S
 
 MIB = 1024 * 1024
+AUDIT_WRITE_ERRORS = re.compile(r"^refplat_audit_write_errors_total (\S+)$", re.M)
 FIRST_RECONCILE = re.compile(
     r"^refplat_controller_leader_first_reconcile_timestamp_seconds (\S+)$", re.M
 )
@@ -111,11 +114,33 @@ def seed(cluster: Cluster, api: Proc, *, tenants: int, servers: int) -> tuple[li
 # Allocation throughput and latency through HAProxy
 
 
+def audit_flags(cluster: Cluster, args: argparse.Namespace) -> list[str]:
+    """``--audit-key-file`` of a new key file in the run's directory with ``--audit``."""
+    if not args.audit:
+        return []
+    path = cluster.run_dir / "audit-keys"
+    argv = [sys.executable, "-m", "refplat", "audit", "keygen", "--out", str(path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise BenchError(f"refplat audit keygen failed: {done.stderr.strip()}")
+    return ["--audit-key-file", str(path)]
+
+
+def audit_write_errors(api: Proc) -> int:
+    """How many audit events ``api`` failed to append (its counter, from /metrics)."""
+    resp = request("GET", f"{api.url}/metrics", timeout_s=2.0)
+    found = AUDIT_WRITE_ERRORS.search(resp.body.decode()) if resp.ok else None
+    if found is None:
+        raise BenchError(f"{api.name} /metrics has no refplat_audit_write_errors_total")
+    return int(float(found.group(1)))
+
+
 def bench_allocation(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
     cluster.start_redis()
     agents = [cluster.start_agent(f"node-{i}") for i in range(1, 4)]
-    cluster.start_controller("c-1")
-    apis = [cluster.start_api(f"api-{i}") for i in range(args.api_replicas)]
+    audit = audit_flags(cluster, args)
+    cluster.start_controller("c-1", *audit)
+    apis = [cluster.start_api(f"api-{i}", *audit) for i in range(args.api_replicas)]
     haproxy = cluster.start_haproxy(apis)
     # Enough tenants that the default per-token limit (200/s) is not what is measured.
     started = time.monotonic()
@@ -125,6 +150,8 @@ def bench_allocation(cluster: Cluster, args: argparse.Namespace) -> dict[str, An
         load_run(cluster, haproxy.url, tokens, concurrency=n, args=args) for n in args.concurrency
     ]
     mode = "allocate only" if args.allocate_only else "allocate + end"
+    mode += ", audited" if args.audit else ""
+    dropped = sum(audit_write_errors(api) for api in apis) if args.audit else 0
     print(
         f"allocation through HAProxy ({mode}), {len(apis)} api replica(s), {len(agents)} agents, "
         f"{args.servers} servers, setup {setup_s:.1f} s"
@@ -140,8 +167,12 @@ def bench_allocation(cluster: Cluster, args: argparse.Namespace) -> dict[str, An
             f"{sum(r['errors'].values()):>6}  {verdict(r['target_met'])}"
         )
         print(f"      CPU cores used: {r['cpu_cores_used']}")
+    if args.audit:  # mutations that happened but whose audit record was never appended
+        print(f"      audit events not written (refplat_audit_write_errors_total): {dropped}")
     return {
         "mode": mode,
+        "audit": args.audit,
+        "audit_write_errors": dropped,
         "servers": args.servers,
         "api_replicas": len(apis),
         "agents": len(agents),
@@ -492,6 +523,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="allocation: keep the sessions (needs --servers >= every allocation of the run)",
     )
     parser.add_argument(
+        "--audit", action="store_true", help="allocation: the platform writes its audit log"
+    )
+    parser.add_argument(
         "--concurrency", type=_counts, default=[32], help="allocation: workers, e.g. 16,64"
     )
     parser.add_argument("--sizes", type=_counts, default=[1000, 2000, 5000], help="memory")
@@ -527,7 +561,8 @@ def report_stem(name: str, args: argparse.Namespace) -> str:
         return name
     mode = "-allocate-only" if args.allocate_only else ""
     replicas = "" if args.api_replicas == 2 else f"-{args.api_replicas}api"
-    return f"{name}{mode}{replicas}"
+    audit = "-audit" if args.audit else ""
+    return f"{name}{mode}{replicas}{audit}"
 
 
 def run_one(name: str, args: argparse.Namespace) -> Path:

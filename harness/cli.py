@@ -30,7 +30,14 @@ from harness.report import (
     write_junit,
     write_run_json,
 )
-from harness.targets import TARGETS, KubeOptions, LocalTopology, check_kube_flags, find_kubectl
+from harness.targets import (
+    TARGETS,
+    KindOptions,
+    KubeOptions,
+    LocalTopology,
+    check_kube_flags,
+    find_kubectl,
+)
 from harness.util.errors import ConfigError, HarnessError
 
 log = logging.getLogger("harness")
@@ -65,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def target(p: argparse.ArgumentParser, choices: tuple[str, ...]) -> None:
         p.add_argument("--target", choices=choices, default="local")
-        p.add_argument("--kubeconfig", type=Path, default=None, help="--target kube: the cluster")
+        p.add_argument(
+            "--kubeconfig", type=Path, default=None, help="--target kube: the cluster (not kind)"
+        )
         p.add_argument("--context", default=None, help="--target kube: a context of the kubeconfig")
         p.add_argument(
             "--allow-context",
@@ -162,6 +171,7 @@ def _certify(
         state_dir=state_dir,
         progress=True,
         kube=_kube_options(args, state_dir) if args.target == "kube" else None,
+        kind=_kind_options(args) if args.target == "kind" else None,
     )
     log.info(
         "run %s: profile %s on target %s; files in %s", run_id, settings.name, args.target, run_dir
@@ -189,6 +199,26 @@ def _kube_options(args: argparse.Namespace, state_dir: Path) -> KubeOptions:
         context=args.context,
         allow_context=args.allow_context,
     )
+
+
+def _kind_options(args: argparse.Namespace) -> KindOptions:
+    """``--target kind``: the kind overlay in the kind cluster the target creates (or reuses)."""
+    given = [
+        flag
+        for flag, value in (
+            ("--kubeconfig", args.kubeconfig),
+            ("--context", args.context),
+            ("--allow-context", args.allow_context),
+        )
+        if value is not None
+    ]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)}: only for --target kube; --target kind uses the kind cluster it "
+            "creates or reuses (gsharness, fixtures/kind/cluster.yaml). Remove the flag, or use "
+            "--target kube for a cluster of yours."
+        )
+    return KindOptions(repo_root=Path.cwd(), kubectl=find_kubectl(Path.cwd()))
 
 
 def _write_reports(record: RunRecord, run_dir: Path) -> None:

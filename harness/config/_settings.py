@@ -21,7 +21,8 @@ FSYNC_POLICIES = ("always", "everysec", "never")
 
 @dataclass(frozen=True)
 class TopologySettings:
-    """How many of each reference-platform component the target deploys."""
+    """How many of each reference-platform component the target deploys, and on which network;
+    ``audit`` turns the platform's audit log on."""
 
     api_replicas: int = field(default=2, metadata={"minimum": 1})
     controller_replicas: int = field(default=2, metadata={"minimum": 1})
@@ -35,6 +36,11 @@ class TopologySettings:
     layout: Path = field(
         default=Path("profiles/topologies/one-region.yaml"), metadata={"exists": True}
     )
+    # The platform's audit log: the target creates the run's key file and every API replica and
+    # controller appends a sealed, hash-chained record per mutation to Redis (as in production),
+    # offering the ``audit`` capability (the probe audit_chain_valid). Off by default: each
+    # record is one more durable Redis write per mutation, which the perf profiles leave out.
+    audit: bool = False
 
 
 @dataclass(frozen=True)

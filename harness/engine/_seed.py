@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.drivers.platform_api import PlatformApi
 from harness.model import Endpoints
-from harness.targets import LocalTarget
+from harness.targets import CertifiableTarget
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def seed_platform(
 
 
 def deploy_seeded(
-    target: LocalTarget,
+    target: CertifiableTarget,
     *,
     servers: int,
     held_sessions: int,
@@ -65,6 +65,10 @@ def deploy_seeded(
     probe_sample: int = 200,
 ) -> Endpoints:
     """Deploy ``target``, seed it, hold sessions, write ``<run_dir>/target.json``.
+
+    The blackbox exporter probes game servers over TCP only where the target says where its
+    probe targets go (``gameservers_sd_file``): the kind target has none, its servers being Pods
+    the host cannot reach.
 
     On any failure everything the target started is torn down before the error goes on.
     """

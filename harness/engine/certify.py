@@ -44,15 +44,31 @@ from harness.slo import (
     unknown_metric_problems,
 )
 from harness.targets import (
+    PROMETHEUS_JOBS,
     REFPLAT_ROLES,
     RESTART_LEDGER,
+    CertifiableTarget,
+    KindOptions,
+    KindTarget,
     KubeOptions,
     KwokTarget,
     LocalTarget,
     LocalTopology,
     find_binaries,
+    find_kubectl,
+    kind_problem,
 )
-from harness.util.errors import ConfigError, HarnessError
+from harness.util.errors import ConfigError, HarnessError, InfraError
+
+__all__ = [
+    "PROMETHEUS_JOBS",  # the local target's jobs (the pytest plugin waits for them)
+    "CertifyRequest",
+    "Interrupted",
+    "certify",
+    "make_target",
+    "planned_duration_s",
+    "preflight",
+]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +95,7 @@ class CertifyRequest:
     sleep: Callable[[float], None] = time.sleep
     progress: bool = False  # show phase, time left and live indicator values on stderr
     kube: KubeOptions | None = None  # the cluster of ``--target kube`` (KWOK game servers)
+    kind: KindOptions | None = None  # ``--target kind`` (None: the defaults of the repo)
 
 
 def preflight(req: CertifyRequest) -> tuple[tuple[SloSpec, ...], list[Path]]:
@@ -88,10 +105,9 @@ def preflight(req: CertifyRequest) -> tuple[tuple[SloSpec, ...], list[Path]]:
             "--target kube needs a cluster: pass --kubeconfig PATH (and --context NAME), or "
             "start one with `harness cluster up --kwok --nodes 3`."
         )
-    if req.target not in ("local", "kube"):
+    if req.target not in ("local", "kube", "kind"):
         raise ConfigError(
-            f"--target {req.target}: certification runs on the local and kube targets so far; "
-            "use --target local or --target kube."
+            f"--target {req.target}: no such target; use --target local, kube or kind."
         )
     problems: list[str] = []
     specs: tuple[SloSpec, ...] = ()
@@ -115,7 +131,10 @@ def preflight(req: CertifyRequest) -> tuple[tuple[SloSpec, ...], list[Path]]:
         problems.append(f"{req.settings.load.locustfile}: no such locustfile.")
     if problems:
         raise ConfigError(problems)
-    find_binaries()
+    if req.target != "kind":
+        find_binaries()
+    elif (problem := kind_problem()) is not None:  # before anything starts: exit 2, no run dir
+        raise InfraError(f"--target kind cannot run here: {problem}.")
     return specs, experiments
 
 
@@ -174,13 +193,17 @@ def planned_duration_s(settings: Settings) -> float:
     return p.warmup_s + p.baseline_s + runs * (EXPERIMENT_ESTIMATE_S + p.settle_s) + p.recovery_s
 
 
-PROMETHEUS_JOBS = (
-    "refplat-api",
-    "refplat-controller",
-    "refplat-agent",
-    "probe-api",
-    "probe-gameservers",
-)
+def make_target(req: CertifyRequest, topology: LocalTopology) -> CertifiableTarget:
+    """The target of ``req.target``: local processes, the kube target on KWOK nodes, or kind."""
+    run_id, run_dir = req.run_id, req.run_dir
+    if req.target == "kube" and req.kube is not None:
+        return KwokTarget(run_id=run_id, run_dir=run_dir, topology=topology, kube=req.kube)
+    if req.target == "kind":
+        options = req.kind or KindOptions(
+            repo_root=req.repo_root, kubectl=find_kubectl(req.repo_root)
+        )
+        return KindTarget(run_id=run_id, run_dir=run_dir, options=options, topology=topology)
+    return LocalTarget(run_id=run_id, run_dir=run_dir, topology=topology)
 
 
 def _run(
@@ -193,12 +216,8 @@ def _run(
     progress: ProgressSink,
 ) -> None:
     topology = LocalTopology.from_settings(req.settings, repo_root=req.repo_root)
-    target = (
-        KwokTarget(run_id=req.run_id, run_dir=req.run_dir, topology=topology, kube=req.kube)
-        if req.kube is not None and req.target == "kube"
-        else LocalTarget(run_id=req.run_id, run_dir=req.run_dir, topology=topology)
-    )
-    if isinstance(target, KwokTarget):  # a killed run's namespace is deleted by the next command
+    target = make_target(req, topology)
+    if isinstance(target, KwokTarget | KindTarget):  # a killed run's namespace is deleted
         register_run(
             req.state_dir, req.run_id, req.run_dir, detached=False, kube=target.run_namespace
         )
@@ -207,7 +226,9 @@ def _run(
         with timeline.phase("deploy"):
             endpoints = _deploy(req, target)
         with PrometheusClient(endpoints.prometheus_url, timeout_s=10) as prom:
-            prom.wait_targets_up(list(PROMETHEUS_JOBS), timeout_s=req.settings.timeouts.ready_s)
+            prom.wait_targets_up(
+                list(target.prometheus_jobs), timeout_s=req.settings.timeouts.ready_s
+            )
             _check_metrics(specs, prom)
             live = LiveIndicators(prom, specs, scrape_interval_s=prom.scrape_interval_s())
             before = _drive(
@@ -234,7 +255,7 @@ def _run(
                 )
 
 
-def _deploy(req: CertifyRequest, target: LocalTarget) -> Endpoints:
+def _deploy(req: CertifyRequest, target: CertifiableTarget) -> Endpoints:
     """Start the platform, seed a tenant, servers and held sessions; write ``target.json``."""
     s = req.settings
     return _seed.deploy_seeded(
@@ -259,7 +280,7 @@ def _timed_s(s: Settings) -> float:
 
 def _drive(
     req: CertifyRequest,
-    target: LocalTarget,
+    target: CertifiableTarget,
     *,
     endpoints: Endpoints,
     experiments: list[Path],
@@ -326,7 +347,7 @@ def _drive(
 
 def _evaluate(
     req: CertifyRequest,
-    target: LocalTarget,
+    target: CertifiableTarget,
     *,
     endpoints: Endpoints,
     prom: PrometheusClient,
@@ -477,7 +498,7 @@ def _numbered(name: str, count: int) -> str:
     return name if count == 1 else f"{name}#{count}"
 
 
-def _restart_killed(target: LocalTarget, timeline: Timeline, target_file: Path) -> None:
+def _restart_killed(target: CertifiableTarget, timeline: Timeline, target_file: Path) -> None:
     """Before the next experiment, restart the refplat processes earlier faults killed, as a
     service manager would, so that every round finds the whole platform; the experiments read
     the new pids from ``target.json``."""
@@ -493,7 +514,7 @@ def _restart_killed(target: LocalTarget, timeline: Timeline, target_file: Path) 
         replace(endpoints, tenant_token_file=tenant).write(target_file)
 
 
-def _mark_killed(target: LocalTarget, timeline: Timeline) -> None:
+def _mark_killed(target: CertifiableTarget, timeline: Timeline) -> None:
     """Processes a fault killed on purpose are not unexpected deaths."""
     killed = {e.get("target") for e in timeline.faults() if e.get("event") == "injected"}
     for name, proc in target.supervisor.processes.items():

@@ -35,6 +35,7 @@ CAPABILITIES = frozenset(
         "scale",  # scale the platform's own Deployments (the API) in the cluster
         "controller-pod-delete",  # delete the Pod of the in-cluster controller's leader
         "network-policy",  # the cluster's network plugin enforces NetworkPolicies
+        "audit",  # the platform writes its sealed audit log with a key the run holds
     }
 )
 

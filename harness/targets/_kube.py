@@ -8,7 +8,8 @@ The deploy pipeline, each step waiting for what the next one needs:
    files an overlay's ``secretGenerator`` reads, and run ``kubectl kustomize`` on the overlay;
 4. relocate: move every namespaced object into the run's namespace ``gsh-<run id>`` (the
    overlay's Namespace is renamed, keeping its Pod Security labels; RoleBinding subjects follow),
-   and label everything with the run id;
+   and label everything with the run id; with ``node_ports``, make the named Services
+   ``NodePort`` Services on fixed ports (the kind target reaches the platform through them);
 5. apply: server-side apply through the ``kubernetes`` dynamic client (a PATCH with
    ``application/apply-patch+yaml`` and ``fieldManager=gsharness``), the Namespace first;
 6. roll out: wait until every Deployment and StatefulSet has all its replicas updated and ready
@@ -95,6 +96,8 @@ class KubeOptions:
     install_crds: bool = False  # apply manifests/crds first (cluster-wide; kept at teardown)
     rollout_timeout_s: float = 120.0
     teardown_timeout_s: float = 60.0
+    # (Service, nodePort): exposed on every node at that port (see :func:`with_node_ports`).
+    node_ports: tuple[tuple[str, int], ...] = ()
 
     def admin_kubeconfig(self) -> Path:
         """The kubeconfig file in use, absolute: the one given, else the first of $KUBECONFIG,
@@ -189,6 +192,7 @@ class KubeTarget:
         api = self._connect()
         self._guard(api)
         objects = relocate(self._render(), namespace=self.namespace, run_id=self.run_id)
+        objects = with_node_ports(objects, dict(self.options.node_ports))
         self._state.objects = objects
         dynamic = DynamicClient(api, cache_file=str(self.run_dir / "kube-discovery.json"))  # type: ignore[no-untyped-call]
         if self.options.install_crds:
@@ -436,6 +440,29 @@ class KubeTarget:
             )
         elif gone is not Gone.ALREADY:
             self.progress(f"namespace {self.namespace} deleted")
+
+
+def with_node_ports(objects: list[dict[str, Any]], ports: dict[str, int]) -> list[dict[str, Any]]:
+    """``objects`` with each Service named in ``ports`` of type NodePort, its first port on the
+    given nodePort (a nodePort is unique in a cluster: one such deploy per cluster at a time).
+
+    Raise ConfigError when a named Service is not among ``objects``.
+    """
+    services = {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
+    if missing := sorted(set(ports) - services):
+        raise ConfigError(
+            f"No Service {', '.join(missing)} in the overlay to expose on a node port "
+            f"(Services: {', '.join(sorted(services)) or 'none'})."
+        )
+    return [_node_port(o, ports.get(o["metadata"]["name"])) for o in objects]
+
+
+def _node_port(obj: dict[str, Any], port: int | None) -> dict[str, Any]:
+    if port is None or obj["kind"] != "Service":
+        return obj
+    first, *rest = obj["spec"]["ports"]
+    ports = [{**first, "nodePort": port}, *rest]
+    return {**obj, "spec": {**obj["spec"], "type": "NodePort", "ports": ports}}
 
 
 class Gone(enum.Enum):

@@ -5,7 +5,9 @@ controller replicas, the node agents, and on ``ops`` the blackbox exporter, Aler
 Prometheus. Two networks: ``loopback`` (every process on 127.0.0.1, ports chosen free at run
 time; no partitions) and ``netns`` (root only: each host its own network namespace on a bridged
 fabric, documented default ports, ``partition`` offered). The layout (profiles/topologies/)
-may split the hosts into regions, each with its own balancer behind a global one.
+may split the hosts into regions, each with its own balancer behind a global one. With
+``topology.audit`` the run gets an audit key (``secrets/audit-keys``) and every API replica and
+controller writes the sealed audit log (capability ``audit``).
 
 The parts live beside this module: ``_localtopo`` (counts, names, hosts), ``_localbase``
 (starting a process on its host, bounded waits), ``_localredis`` and ``_localobs``.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -52,6 +55,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+KEYGEN_TIMEOUT_S = 30.0
+AUDIT_OFF = (
+    "topology.audit is off in this profile: the platform writes no audit log "
+    "(set topology: {audit: true} to run with the audit key)"
+)
+
 
 class LocalTarget(LocalRedis, LocalObservability):
     """Deploys refplat as supervised processes; a context manager that always tears down."""
@@ -72,6 +81,8 @@ class LocalTarget(LocalRedis, LocalObservability):
                 "cutting a region off needs its hosts in network namespaces "
                 f"(topology.network: netns, as root): {gaps.get('partition', 'loopback asked')}"
             )
+        if not self.topology.audit:
+            gaps["audit"] = AUDIT_OFF
         return gaps
 
     @property
@@ -81,7 +92,8 @@ class LocalTarget(LocalRedis, LocalObservability):
         regions = (
             ("region-outage",) if self.namespaced and len(self.topology.layout.regions) > 1 else ()
         )
-        return frozenset((*CAPABILITIES, *extra, *redis, *regions))
+        audit = ("audit",) if self.topology.audit else ()
+        return frozenset((*CAPABILITIES, *extra, *redis, *regions, *audit))
 
     def __enter__(self) -> LocalTarget:
         return self
@@ -116,6 +128,8 @@ class LocalTarget(LocalRedis, LocalObservability):
         admin_token_file = secrets_dir / "admin-token"
         admin_token_file.write_text(secrets.token_urlsafe(32))
         os.chmod(admin_token_file, 0o600)
+        audit_key_file = self._audit_keygen(secrets_dir) if self.topology.audit else None
+        audit_flags = ["--audit-key-file", str(audit_key_file)] if audit_key_file else []
         # Game servers' world files: every process of the local target shares this filesystem.
         data_dir = self.run_dir / "data"
         data_dir.mkdir(exist_ok=True)
@@ -134,11 +148,13 @@ class LocalTarget(LocalRedis, LocalObservability):
                 # Unready for a moment after SIGTERM, so HAProxy stops sending it requests first.
                 "--drain-s",
                 str(API_DRAIN_S),
+                *audit_flags,
             ]
 
         def controller_flags(name: str) -> list[str]:
             policy = self.topology.layout.lost_sessions
-            return ["--id", name, "--data-dir", str(data_dir), "--lost-session-policy", policy]
+            flags = ["--id", name, "--data-dir", str(data_dir), "--lost-session-policy", policy]
+            return [*flags, *audit_flags]
 
         apis: list[str] = []
         balancers: list[tuple[str, str]] = []  # each region's balancer: (region, host:port)
@@ -213,11 +229,28 @@ class LocalTarget(LocalRedis, LocalObservability):
                 "gameservers_sd_file": str(sd_file),
                 "alertmanager_url": self._urls.get("alertmanager", ""),
                 **redis.extra,
+                **({"audit_key_file": str(audit_key_file)} if audit_key_file else {}),
                 # Where the root namespace (the load generator) sits on the hosts' fabric.
                 **({"fabric_root_address": self.fabric.root_address} if self.fabric else {}),
             },
         )
         return self._endpoints
+
+    def _audit_keygen(self, secrets_dir: Path) -> Path:
+        """The run's audit key file (mode 0600), made by ``refplat audit keygen``."""
+        path = secrets_dir / "audit-keys"
+        argv = [sys.executable, "-m", "refplat", "audit", "keygen", "--out", str(path)]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=KEYGEN_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise InfraError(
+                f"`{' '.join(argv)}` did not finish within {KEYGEN_TIMEOUT_S:g} s."
+            ) from exc
+        if done.returncode != 0:
+            raise InfraError(
+                f"`{' '.join(argv)}` failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}"
+            )
+        return path
 
     def _process_infos(self) -> tuple[ProcessInfo, ...]:
         return tuple(

@@ -10,9 +10,24 @@ from harness.targets._localbase import LocalBase
 from harness.targets._localtopo import HOST
 from harness.util.net import free_port_outside_ephemeral
 
+# The scrape jobs certification waits for before the load starts (refplat's, its probes).
+PROMETHEUS_JOBS = (
+    "refplat-api",
+    "refplat-controller",
+    "refplat-agent",
+    "probe-api",
+    "probe-gameservers",
+)
+
 
 class LocalObservability(LocalBase):
     """Starts the observability stack; where Locust serves its metrics for Prometheus."""
+
+    @property
+    def prometheus_jobs(self) -> tuple[str, ...]:
+        """The jobs whose every target must be up before the load starts (a target whose
+        Prometheus scrapes otherwise says which)."""
+        return PROMETHEUS_JOBS
 
     def _extra_scrape_configs(self) -> list[dict[str, object]]:
         """Scrape configs a target adds to its Prometheus (none on the local target)."""

@@ -94,6 +94,7 @@ class LocalTopology:
     redis_sentinels: int = 0
     api_probes: int = 1
     session_disk_quota_mib: int = 10240
+    audit: bool = False  # the API replicas and controllers write the sealed audit log
     # Regions and where Redis runs; the counts above are per region (see _layout).
     layout: Layout = ONE_REGION
 
@@ -122,6 +123,7 @@ class LocalTopology:
             redis_sentinels=sentinels,
             api_probes=settings.probes.api_per_second,
             session_disk_quota_mib=settings.topology.session_disk_quota_mib,
+            audit=settings.topology.audit,
             layout=layout,
         )
 

@@ -13,6 +13,12 @@ atomically in Redis, gap-free and in list order, across any number of api replic
 controllers, and a writer that dies mid-append leaves nothing behind (an INCR-first design
 would leave a gap that the verifier must report as a removal).
 
+Batching: a process has at most one append in flight. Events recorded meanwhile queue up and go
+together in the next one (sealed in order, each chained after the one before, one script call
+and one replica WAIT for the batch). Without it, every concurrent request of a replica raced
+every other for the one head: under 32 concurrent allocations most attempts lost, throughput
+fell fourfold and events were dropped after :data:`MAX_ATTEMPTS`; now only processes race.
+
 :class:`AuditLog.record` never raises: a failed append is logged and counted in
 ``refplat_audit_write_errors_total``; the mutation it describes has already happened.
 """
@@ -24,6 +30,7 @@ import logging
 import os
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,13 +49,26 @@ MAX_ATTEMPTS = 50
 APPEND_TIMEOUT_S = 5.0
 RETRY_JITTER_S = 0.002
 
+MAX_BATCH = 256  # events per append (a few hundred bytes each)
+
+# ARGV: the head the writer read, the head after the batch, then the batch's lines in order.
 APPEND = """
 local head = redis.call('GET', KEYS[1])
 if (head or '') ~= ARGV[1] then return 0 end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('SET', KEYS[1], ARGV[3])
+redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
+redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An event waiting for its batch: what it says, before its seq and time are known."""
+
+    actor: str
+    action: str
+    object_id: str
+    details: dict[str, str]
 
 
 class AuditWriteError(RuntimeError):
@@ -129,6 +149,8 @@ class AuditLog:
         self._wait = wait
         self._key_file = KeyFile(key_file)
         self._append = redis.register_script(APPEND)
+        self._queue: list[tuple[_Pending, asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self.written = Counter("refplat_audit_events", "Audit events appended.", registry=registry)
         self.write_errors = Counter(
             "refplat_audit_write_errors",
@@ -164,23 +186,51 @@ class AuditLog:
         object_id: str,
         details: Mapping[str, str] | None = None,
     ) -> int:
-        """Append one event and return its seq; raise AuditWriteError under endless contention."""
+        """Append one event (in this process's next batch) and return its seq; raise
+        AuditWriteError under endless contention, or what Redis raised."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append((_Pending(actor, action.value, object_id, dict(details or {})), future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        """Append the queued events, a batch at a time, until none is left."""
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                seqs = await self._append_batch([pending for pending, _ in batch])
+            except Exception as exc:  # every waiter of the batch learns why
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            else:
+                for (_, future), seq in zip(batch, seqs, strict=True):
+                    if not future.done():  # its waiter may have timed out meanwhile
+                        future.set_result(seq)
+
+    async def _append_batch(self, batch: list[_Pending]) -> list[int]:
+        """Seal ``batch`` after the head and append it atomically; re-seal when the head moved."""
         for attempt in range(MAX_ATTEMPTS):
             head_text, (seconds, micros) = await self._head_and_time()
             head = ChainPoint.parse(head_text)
-            event = AuditEvent(
-                seq=head.seq + 1,
-                time=seconds + micros / 1e6,
-                actor=actor,
-                action=action.value,
-                object_id=object_id,
-                details=dict(details or {}),
-            )
-            record = seal(event, keys=self._key_file.keys(), prev=head.hash)
-            new_head = ChainPoint(seq=record.seq, hash=record.chain_hash())
-            args = [head_text or "", record.to_line(), new_head.text()]
-            if await self._run_append(args):
-                return record.seq
+            keys, prev, lines, seqs = self._key_file.keys(), head.hash, [], []
+            for offset, pending in enumerate(batch, start=1):
+                event = AuditEvent(
+                    seq=head.seq + offset,
+                    time=seconds + micros / 1e6,
+                    actor=pending.actor,
+                    action=pending.action,
+                    object_id=pending.object_id,
+                    details=pending.details,
+                )
+                record = seal(event, keys=keys, prev=prev)
+                prev = record.chain_hash()
+                lines.append(record.to_line())
+                seqs.append(record.seq)
+            new_head = ChainPoint(seq=seqs[-1], hash=prev)
+            if await self._run_append([head_text or "", new_head.text(), *lines]):
+                return seqs
             await asyncio.sleep(random.uniform(0, RETRY_JITTER_S * (attempt + 1)))
         raise AuditWriteError(f"the audit head moved on each of {MAX_ATTEMPTS} attempts")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from harness.targets import KubeCluster, KubeOptions, KubeTarget
+from harness.targets import NODE_PORTS, KubeCluster, KubeOptions, KubeTarget
 from harness.targets._kube import MARKER_NAMESPACE, TEST_CLUSTER_MARKER
 from harness.targets._kubeobjects import RUN_LABEL
 from harness.util.errors import ConfigError
@@ -31,6 +31,7 @@ KIND_WORKLOADS = {
     ("Deployment", "prometheus"): 1,
     ("StatefulSet", "refplat-redis"): 2,
     ("StatefulSet", "refplat-sentinel"): 3,
+    ("StatefulSet", "refplat-node"): 2,  # the kube runtime: one per platform node
 }
 
 
@@ -131,9 +132,17 @@ def test_the_kwok_overlay_goes_into_a_fresh_namespace_that_teardown_removes(
 def crd_and_volumes(
     kube_cluster: KubeCluster, kube_api: k8s.ApiClient, tmp_path: Path
 ) -> Iterator[KubeTarget]:
-    """A kube target for the kind overlay, allowed by flag, with its Redis volumes pre-bound
-    (the test cluster has no storage provisioner); the CRD and the volumes removed after."""
-    kube = target(kube_cluster, tmp_path, overlay="kind", install_crds=True, allow_context=CONTEXT)
+    """A kube target for the kind overlay as the kind target deploys it (its API and Prometheus
+    on node ports), allowed by flag, with its Redis volumes pre-bound (the test cluster has no
+    storage provisioner); the CRD and the volumes removed after."""
+    kube = target(
+        kube_cluster,
+        tmp_path,
+        overlay="kind",
+        install_crds=True,
+        allow_context=CONTEXT,
+        node_ports=NODE_PORTS,
+    )
     with RedisVolumes(kube_api, kube.namespace):
         yield kube
     k8s.ApiextensionsV1Api(kube_api).delete_custom_resource_definition(
@@ -141,7 +150,7 @@ def crd_and_volumes(
     )
 
 
-def test_a_context_named_with_the_flag_is_accepted_and_the_kind_overlay_rolls_out(
+def test_a_context_named_with_the_flag_is_accepted_and_the_kind_overlay_rolls_out_on_node_ports(
     kube_api: k8s.ApiClient, crd_and_volumes: KubeTarget
 ) -> None:
     kube = crd_and_volumes
@@ -155,8 +164,17 @@ def test_a_context_named_with_the_flag_is_accepted_and_the_kind_overlay_rolls_ou
             ("StatefulSet", s.metadata.name): s.status.ready_replicas
             for s in apps.list_namespaced_stateful_set(kube.namespace, _request_timeout=10).items
         }
+        services = k8s.CoreV1Api(kube_api).list_namespaced_service(
+            kube.namespace, _request_timeout=10
+        )
+        node_ports = {
+            s.metadata.name: s.spec.ports[0].node_port
+            for s in services.items
+            if s.spec.type == "NodePort"
+        }
     assert KIND_WORKLOADS == ready
+    assert dict(NODE_PORTS) == node_ports
     assert f"http://refplat-api.{kube.namespace}.svc:80" == endpoints.api_url
-    assert 11 == len(endpoints.processes)
+    assert 13 == len(endpoints.processes)
     assert all(p.host.startswith("kwok-node-") for p in endpoints.processes)
     assert not namespace_exists(kube_api, kube.namespace)

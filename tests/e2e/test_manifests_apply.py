@@ -24,7 +24,7 @@ NAMESPACE = "refplat"
 CRD = MANIFESTS / "crds" / "prometheusrules.yaml"
 WAIT_S = 60.0
 # The kind overlay's workloads and their replicas (ReplicaSets and StatefulSets make the pods).
-EXPECTED_PODS = {"api": 3, "controller": 2, "redis": 2, "sentinel": 3}
+EXPECTED_PODS = {"api": 3, "controller": 2, "redis": 2, "sentinel": 3, "runtime": 2}
 
 
 def kubectl(cluster: KubeCluster, *args: str, stdin: str | None = None) -> str:

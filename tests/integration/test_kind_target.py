@@ -1,11 +1,17 @@
-"""The kind target: a kind cluster with the refplat image loaded and the kind overlay rolled out.
-Where kind cannot run, the deploy test skips with the reason found at run time and the target's
-refusal is tested instead; what it shares with the kube target is tested in the kube tier
-(tests/e2e/test_kube_target.py)."""
+"""The kind target: a kind cluster with the refplat image loaded and the kind overlay rolled out,
+and `harness certify --target kind` through it. Where kind cannot run, the deploy and
+certification tests skip with the reason found at run time and the refusals are tested instead
+(the command exits 2 before anything starts); what the target shares with the kube target is
+tested in the kube tier (tests/e2e/test_kube_target.py: the kind overlay on its node ports), its
+configuration in tests/contracts/test_kind_certify.py."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -13,9 +19,31 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from harness.cli import main
+from harness.config import load_settings
+from harness.drivers.prometheus import PrometheusClient
+from harness.model import ExitCode
 from harness.targets import KindOptions, KindTarget, kind_problem, kube_bin_dir
+from harness.targets._kind import observability_binaries
+from harness.targets._kindhost import FEDERATE_JOB, FEDERATED_JOBS, federate_job
 from harness.util.errors import InfraError
 from tests.conftest import REPO_ROOT
+from tests.integration.conftest import scratch_prometheus
+
+# What `harness certify` reads from its working directory (linked, not copied).
+CONTENT = ("profiles", "slos", "experiments", "loadtests", "platform", "scripts", "fixtures")
+HARNESS = str(Path(sys.executable).parent / "harness")  # the virtualenv's command
+CERTIFY_TIMEOUT_S = 1800  # a cold runner: pull kindest/node, build the image, roll out
+
+
+def workdir(tmp_path: Path) -> Path:
+    """A working directory holding the repository's content as links: `harness` writes its
+    state (.harness) and reports there."""
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in CONTENT:
+        (work / name).symlink_to(REPO_ROOT / name)
+    return work
 
 
 def options(tmp_path: Path) -> KindOptions:
@@ -66,3 +94,104 @@ def test_the_kind_target_rolls_out_the_kind_overlay_and_deletes_its_cluster(
         ["kind", "get", "clusters"], capture_output=True, text=True, timeout=60, check=True
     ).stdout.split()
     assert kind.options.cluster_name not in clusters  # deleted at teardown
+
+
+def test_certify_on_kind_where_kind_cannot_run_exits_2_with_the_reason_and_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    problem = kind_problem()
+    if problem is None:
+        pytest.skip("kind can run here; the refusal cannot be observed")
+    work = workdir(tmp_path)
+    monkeypatch.chdir(work)
+
+    code = main(["certify", "--target", "kind", "--profile", "kind"])
+
+    assert ExitCode.INFRA == code
+    assert f"harness: --target kind cannot run here: {problem}." in capsys.readouterr().err
+    assert sorted(CONTENT) == sorted(p.name for p in work.iterdir())  # no .harness, no reports
+
+
+def test_certify_on_kind_refuses_the_flags_of_another_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = workdir(tmp_path)
+    monkeypatch.chdir(work)
+
+    code = main(["certify", "--target", "kind", "--profile", "kind", "--context", "prod"])
+
+    assert ExitCode.USAGE == code
+    assert "--context: only for --target kube; --target kind uses the kind cluster" in (
+        capsys.readouterr().err
+    )
+    assert sorted(CONTENT) == sorted(p.name for p in work.iterdir())
+
+
+@pytest.mark.timeout(CERTIFY_TIMEOUT_S + 120)
+def test_certify_on_kind_passes_the_kind_profile_with_every_fault_injected(
+    tmp_path: Path,
+) -> None:
+    problem = kind_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    work = workdir(tmp_path)
+    run = subprocess.run(
+        [HARNESS, "certify", "--target", "kind", "--profile", "kind"],
+        cwd=work,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=CERTIFY_TIMEOUT_S,
+    )
+    assert 0 == run.returncode, run.stdout[-4000:] + run.stderr[-4000:]
+    record = json.loads(next((work / "reports").glob("*/run.json")).read_text())
+    profile = load_settings("kind", repo_root=REPO_ROOT, env={}, overrides=[])
+    assert {path.stem: "PASS" for path in profile.experiments} == {
+        f["name"]: f["status"] for f in record["faults"]
+    }
+    assert "kind" == record["target"]
+
+
+# The in-cluster Prometheus of the kind overlay, stood in for by one scraping itself under the
+# platform's job names (two "Pods" of the API), as the host reaches it through its NodePort.
+IN_CLUSTER = """
+global: {scrape_interval: 1s, scrape_timeout: 1s}
+scrape_configs:
+  - job_name: refplat-api
+    static_configs:
+      - {targets: ["127.0.0.1:{port}"], labels: {instance: refplat-api-0}}
+      - {targets: ["127.0.0.1:{port}"], labels: {instance: refplat-api-1}}
+  - job_name: refplat-controller
+    static_configs: [{targets: ["127.0.0.1:{port}"], labels: {instance: refplat-controller-0}}]
+  - job_name: refplat-agent
+    static_configs: [{targets: ["127.0.0.1:{port}"], labels: {instance: refplat-node-0}}]
+"""
+
+
+def test_the_host_side_of_a_kind_run_federates_the_in_cluster_prometheus_and_probes_the_api(
+    tmp_path: Path,
+) -> None:
+    """The part of a kind run that needs no cluster: the host's Prometheus, blackbox exporter and
+    Alertmanager started as the kind target starts them, federating a real Prometheus; the
+    target waits until every federated job is up, keeping the in-cluster instance labels."""
+    (tmp_path / "cluster").mkdir()
+    kind = KindTarget(run_id="t-host", run_dir=tmp_path / "run", options=options(tmp_path))
+    with scratch_prometheus(tmp_path / "cluster", IN_CLUSTER) as inside, kind:
+        federate = inside.url.removeprefix("http://")
+        url = kind._observe(
+            observability_binaries(),
+            api_url=inside.url,  # the probe of /healthz fails there: only its scrapes count
+            scrape=[federate_job(federate)],
+        )
+        with PrometheusClient(url, timeout_s=5) as prom:
+            prom.wait_targets_up([FEDERATE_JOB, "probe-api"], timeout_s=30)
+            federated = prom.instant(f'up{{job=~"{"|".join(FEDERATED_JOBS)}"}}', time.time())
+        roles = sorted(p.role for p in kind.supervisor.processes.values())
+    assert {
+        ("refplat-agent", "refplat-node-0", 1.0),
+        ("refplat-api", "refplat-api-0", 1.0),
+        ("refplat-api", "refplat-api-1", 1.0),
+        ("refplat-controller", "refplat-controller-0", 1.0),
+    } == {(labels["job"], labels["instance"], value) for labels, value in federated}
+    assert ["alert-sink", "alertmanager", "blackbox", "prometheus"] == roles
+    assert [] == [p.name for p in kind.supervisor.processes.values() if p.running()]

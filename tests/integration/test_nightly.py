@@ -1,11 +1,16 @@
 """The nightly profile, shortened: its experiments run in rounds, so recoveries have a distribution.
 
+It also stands for the local-faults profile (the same freeze and API replica kill, on one region),
+which no test runs on its own: the frozen leader must be fenced, thawed by the rollback, and
+the audit log stay intact across its resume.
+
 The real nightly (`make nightly`) runs about eight minutes; here the same profile runs two rounds
 with short phases, through the real `harness` command, against the real local target.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -76,3 +81,25 @@ def test_each_injection_is_judged_and_the_failovers_have_a_distribution(nightly:
     assert stats["p50"] <= stats["p95"] <= stats["max"] <= 30
     per_injection = [s["value"] for s in kill if s["window"]["name"] in windows - {None}]
     assert max(v for v in per_injection if v is not None) == pytest.approx(stats["max"])
+
+
+def test_every_frozen_leader_is_thawed_by_the_rollback_and_the_audit_log_stays_intact(
+    nightly: Any,
+) -> None:
+    _, run_dir, data = nightly
+    freezes = [f for f in data["faults"] if f["name"] == "controller-leader-freeze"]
+    assert 2 == len(freezes)
+    assert all(0 < f["recovery_s"] <= 30 for f in freezes), freezes
+    journals = sorted((run_dir / "chaos").glob("controller-leader-freeze*.journal.json"))
+    assert 2 == len(journals), journals
+    for path in journals:
+        journal = json.loads(path.read_text())
+        assert ["thaw-every-process"] == [r["activity"]["name"] for r in journal["rollbacks"]]
+        checks = [
+            probe
+            for hypothesis in ("steady_states",)
+            for when in ("before", "after")
+            for probe in journal[hypothesis][when]["probes"]
+            if probe["activity"]["name"] == "audit-chain-valid"
+        ]
+        assert [True, True] == [c["output"] for c in checks], path

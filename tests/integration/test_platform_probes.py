@@ -1,9 +1,11 @@
-"""The platform-wide probes (harness.chaos.platform.probes) on a real refplat and a real
-Prometheus: each holds on a healthy platform and fails on a real breach of what it checks."""
+"""The platform-wide probes (harness.chaos.platform.probes) on a real refplat (writing its
+audit log, as a target with ``topology.audit`` does) and a real Prometheus: each holds on a
+healthy platform and fails on a real breach of what it checks."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,8 @@ from harness.chaos.platform import probes
 from harness.drivers.platform_api import PlatformApi
 from harness.drivers.prometheus import PrometheusClient
 from harness.model import Endpoints
+from refplat.auditlog import LOG_KEY
+from refplat.cli import main as refplat_main
 from tests.integration.conftest import scratch_prometheus
 from tests.integration.test_local_catalogue import seeded_target
 from tests.integration.test_refplat_platform import Launcher
@@ -30,8 +34,12 @@ scrape_configs:
 
 @pytest.fixture
 def platform(launcher: Launcher, redis_url: str, tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A target file of a platform with two Active sessions, scraped by a real Prometheus."""
-    api_url = launcher.start_with_data_dir(tmp_path / "data")
+    """A target file of a platform with two Active sessions, scraped by a real Prometheus; its
+    api and controller write the audit log with the run's key, as the local target's do."""
+    key_file = tmp_path / "secrets" / "audit-keys"
+    key_file.parent.mkdir()
+    assert 0 == refplat_main(["audit", "keygen", "--out", str(key_file)])
+    api_url = _start_audited(launcher, tmp_path / "data", key_file)
     target_file = seeded_target(launcher, tmp_path, api_url=api_url, redis_url=redis_url)
     endpoints = Endpoints.read(target_file)
     tenant = PlatformApi(api_url, token=endpoints.tenant_token())
@@ -42,9 +50,21 @@ def platform(launcher: Launcher, redis_url: str, tmp_path: Path) -> Iterator[tup
     config = PROMETHEUS.replace("API", api_url.removeprefix("http://"))
     (tmp_path / "prom").mkdir()
     with scratch_prometheus(tmp_path / "prom", config) as prom:
-        dataclasses.replace(endpoints, prometheus_url=prom.url).write(target_file)
+        extra = {"audit_key_file": str(key_file)}
+        dataclasses.replace(endpoints, prometheus_url=prom.url, extra=extra).write(target_file)
         _await_scraped(prom)
         yield target_file, redis_url
+
+
+def _start_audited(launcher: Launcher, data_dir: Path, key_file: Path) -> str:
+    """An agent, a controller and an api sharing ``data_dir``, auditing with ``key_file``."""
+    audit = ["--audit-key-file", str(key_file), "--data-dir", str(data_dir)]
+    agent = launcher.start("agent", "agent", "--node", "node-1")[1]
+    ctl = launcher.start("ctl", "controller", "--id", "a", *audit)[1]
+    args = ["--instance", "api-0", "--admin-token-file", str(launcher.token_file)]
+    api = launcher.start("api", "api", *args, *audit)[1]
+    launcher.wait_healthy(agent, ctl, api)
+    return api
 
 
 def _await_scraped(prom: PrometheusClient) -> None:
@@ -69,14 +89,24 @@ def test_promql_within_holds_inside_the_bounds_and_fails_outside_or_without_seri
         probes.promql_within(target_file, up)
 
 
-def test_two_active_sessions_on_one_server_are_a_double_allocation(
+def test_two_active_sessions_on_one_server_are_a_double_allocation_a_raced_listing_is_not(
     platform: tuple[Path, str],
 ) -> None:
     target_file, redis_url = platform
     assert probes.no_server_allocated_twice(str(target_file))
-
     endpoints = Endpoints.read(target_file)
-    first, second = PlatformApi(endpoints.api_url, token=endpoints.admin_token()).sessions("Active")
+    admin = PlatformApi(endpoints.api_url, token=endpoints.admin_token())
+    tenant = admin.as_token(endpoints.tenant_token())
+
+    # A session allocated between the two listings: its server names a session not listed.
+    tenant.end_session(admin.sessions("Active")[0]["id"])
+    listed = admin.sessions("Active")
+    raced = tenant.allocate(key="raced")
+    flagged = probes.suspects(listed, admin.servers())
+    assert {raced["server_id"]: {raced["id"]}} == flagged
+    assert [] == probes.read_again(admin, raced["server_id"], flagged[raced["server_id"]])
+
+    first, second = admin.sessions("Active")
     with redis.Redis.from_url(redis_url, decode_responses=True) as conn:
         conn.hset(f"refplat:session:{second['id']}", "server_id", first["server_id"])
 
@@ -102,3 +132,34 @@ def test_each_kind_of_double_allocation_is_named() -> None:
         "server gs-3 Allocated to session s1, which is on server gs-1",
     ] == probes.double_allocations(sessions, servers)
     assert [] == probes.double_allocations(sessions[:1], servers[:1])
+
+
+def test_the_audit_chain_is_valid_until_a_stored_record_is_altered_or_removed(
+    platform: tuple[Path, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    target_file, redis_url = platform
+    endpoints = Endpoints.read(target_file)
+    tenant = PlatformApi(endpoints.api_url, token=endpoints.tenant_token())
+    tenant.end_session(tenant.sessions("Active")[0]["id"])
+    assert probes.audit_chain_valid(str(target_file))
+
+    with redis.Redis.from_url(redis_url, decode_responses=True) as conn:
+        lines = conn.lrange(LOG_KEY, 0, -1)
+        assert len(lines) >= 5  # tenant, servers, sessions: each mutation one record
+        middle = len(lines) // 2
+        original = lines[middle]
+        at = original.index('"ct"') + 10  # a character inside the sealed ciphertext
+        changed = original[:at] + ("A" if original[at] != "A" else "B") + original[at + 1 :]
+        conn.lset(LOG_KEY, middle, changed)
+        with caplog.at_level(logging.WARNING, logger=probes.__name__):
+            assert not probes.audit_chain_valid(str(target_file))
+        assert any("altered" in r.getMessage() for r in caplog.records)
+
+        conn.lset(LOG_KEY, middle, original)
+        assert probes.audit_chain_valid(str(target_file))
+
+        conn.lrem(LOG_KEY, 1, original)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=probes.__name__):
+            assert not probes.audit_chain_valid(str(target_file))
+        assert any("removed" in r.getMessage() for r in caplog.records)

@@ -68,7 +68,7 @@ def test_redis_failover_is_offered_only_with_sentinels_and_a_replica(
 def test_the_failover_experiment_is_skipped_on_a_profile_without_sentinels(tmp_path: Path) -> None:
     needed = set(required_capabilities(validate_experiment(FAILOVER_EXPERIMENT)))
 
-    assert {"redis-failover"} == needed - capabilities(tmp_path, "smoke")
+    assert {"audit", "redis-failover"} == needed - capabilities(tmp_path, "smoke")
     assert set() == needed - capabilities(tmp_path, "local-redis")
 
 
