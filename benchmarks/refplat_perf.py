@@ -301,8 +301,9 @@ def bench_memory(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
 def bench_lost_node(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
     db = cluster.start_redis()
     doomed = cluster.start_agent("node-1")
-    cluster.start_controller("c-1")
-    api = cluster.start_api("api-0", *NO_LIMIT)
+    audit = audit_flags(cluster, args)
+    cluster.start_controller("c-1", *audit)
+    api = cluster.start_api("api-0", *NO_LIMIT, *audit)
     ids, _ = seed(cluster, api, tenants=1, servers=args.lost_servers)
     if cluster.node_server_count("node-1") != args.lost_servers:
         raise BenchError("not every server landed on node-1")
@@ -523,7 +524,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="allocation: keep the sessions (needs --servers >= every allocation of the run)",
     )
     parser.add_argument(
-        "--audit", action="store_true", help="allocation: the platform writes its audit log"
+        "--audit", action="store_true", help="allocation, lost-node: the platform writes its audit log"
     )
     parser.add_argument(
         "--concurrency", type=_counts, default=[32], help="allocation: workers, e.g. 16,64"
