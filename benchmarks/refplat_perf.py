@@ -524,7 +524,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="allocation: keep the sessions (needs --servers >= every allocation of the run)",
     )
     parser.add_argument(
-        "--audit", action="store_true", help="allocation, lost-node: the platform writes its audit log"
+        "--audit",
+        action="store_true",
+        help="allocation, lost-node: the platform writes its audit log",
     )
     parser.add_argument(
         "--concurrency", type=_counts, default=[32], help="allocation: workers, e.g. 16,64"
