@@ -12,7 +12,7 @@ test: setup kube
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p harness -p refplat
 	$(BIN)/lint-imports
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=30
 
 # The kube tier's control plane (etcd, kube-apiserver, ... and kwok), built from Go modules into a
 # cache outside the repo, only when missing: about 12 minutes cold on 2 cores, 14 ms warm.
