@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -243,3 +245,9 @@ def kube_control_plane_scrape_jobs(
                 }
             )
     return jobs
+
+
+def audit_key_file_text() -> str:
+    """A fresh audit key file for refplat's ``--audit-key-file``: one key ``k1``, 256 random
+    bits, in the format ``refplat audit keygen`` writes (``<key id>:<base64>``)."""
+    return f"k1:{base64.b64encode(secrets.token_bytes(32)).decode()}\n"

@@ -30,7 +30,6 @@ context is refused unless the user names it with ``--allow-context NAME``.
 
 from __future__ import annotations
 
-import base64
 import enum
 import logging
 import os
@@ -50,6 +49,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from harness.model import Endpoints, ProcessInfo
+from harness.targets._configs import audit_key_file_text
 from harness.targets._kubecluster import kube_bin_dir
 from harness.targets._kubeobjects import (
     KIND_CRD,
@@ -296,7 +296,7 @@ class KubeTarget:
         own.mkdir(parents=True, exist_ok=True, mode=0o700)
         values = {
             "admin-token": secrets.token_urlsafe(32) + "\n",
-            "audit-keys": f"k1:{base64.b64encode(secrets.token_bytes(32)).decode()}\n",
+            "audit-keys": audit_key_file_text(),
         }
         for name, value in values.items():
             (own / name).write_text(value)

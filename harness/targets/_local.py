@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -55,7 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KEYGEN_TIMEOUT_S = 30.0
 AUDIT_OFF = (
     "topology.audit is off in this profile: the platform writes no audit log "
     "(set topology: {audit: true} to run with the audit key)"
@@ -128,7 +126,10 @@ class LocalTarget(LocalRedis, LocalObservability):
         admin_token_file = secrets_dir / "admin-token"
         admin_token_file.write_text(secrets.token_urlsafe(32))
         os.chmod(admin_token_file, 0o600)
-        audit_key_file = self._audit_keygen(secrets_dir) if self.topology.audit else None
+        audit_key_file = secrets_dir / "audit-keys" if self.topology.audit else None
+        if audit_key_file is not None:
+            audit_key_file.write_text(_configs.audit_key_file_text())
+            os.chmod(audit_key_file, 0o600)
         audit_flags = ["--audit-key-file", str(audit_key_file)] if audit_key_file else []
         # Game servers' world files: every process of the local target shares this filesystem.
         data_dir = self.run_dir / "data"
@@ -235,22 +236,6 @@ class LocalTarget(LocalRedis, LocalObservability):
             },
         )
         return self._endpoints
-
-    def _audit_keygen(self, secrets_dir: Path) -> Path:
-        """The run's audit key file (mode 0600), made by ``refplat audit keygen``."""
-        path = secrets_dir / "audit-keys"
-        argv = [sys.executable, "-m", "refplat", "audit", "keygen", "--out", str(path)]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=KEYGEN_TIMEOUT_S)
-        except subprocess.TimeoutExpired as exc:
-            raise InfraError(
-                f"`{' '.join(argv)}` did not finish within {KEYGEN_TIMEOUT_S:g} s."
-            ) from exc
-        if done.returncode != 0:
-            raise InfraError(
-                f"`{' '.join(argv)}` failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}"
-            )
-        return path
 
     def _process_infos(self) -> tuple[ProcessInfo, ...]:
         return tuple(
