@@ -78,7 +78,7 @@ from harness.targets._kube import (
 from harness.targets._kubeobjects import namespace_for
 from harness.targets._kubescrape import RULES as KUBE_RULES
 from harness.targets._kubescrape import control_plane_scrape_configs
-from harness.targets._kwok import RunNamespace, restore_nodes
+from harness.targets._kwok import RunNamespace, put_back_nodes
 from harness.targets._localobs import LocalObservability
 from harness.targets._localtopo import LocalTopology
 from harness.util.errors import InfraError
@@ -364,16 +364,8 @@ class KindTarget(LocalObservability):
 
     def _restore_nodes(self) -> None:
         """Uncordon (or create again) the Nodes a fault changed: a reused cluster outlives us."""
-        if self.kube is None or not self.kube.context:
-            return
-        try:
-            api = self._admin_client()
-            try:
-                restore_nodes(api, self.run_dir)
-            finally:
-                api.close()  # type: ignore[no-untyped-call]
-        except (k8s.ApiException, k8s_config.ConfigException, OSError) as exc:
-            log.warning("could not restore the nodes faults changed: %s", exc)
+        if self.kube is not None and self.kube.context:
+            put_back_nodes(self._admin_client, self.run_dir)
 
     def _admin_client(self) -> k8s.ApiClient:
         api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]

@@ -27,6 +27,7 @@ import base64
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -151,10 +152,7 @@ class KwokTarget(LocalTarget):
         finally:
             try:
                 if self.kube.context:
-                    with self._admin_client() as api:
-                        restore_nodes(api, self.run_dir)
-            except (InfraError, k8s.ApiException, OSError) as exc:
-                log.warning("could not restore the nodes faults changed: %s", exc)
+                    put_back_nodes(self._admin_client, self.run_dir)
             finally:
                 self.kube.teardown()
 
@@ -253,6 +251,16 @@ def record_node(run_dir: Path, *, change: str, node: dict[str, Any]) -> None:
     entries = json.loads(ledger.read_text()) if ledger.is_file() else []
     entries.append({"change": change, "node": node})
     ledger.write_text(json.dumps(entries))
+
+
+def put_back_nodes(connect: Callable[[], k8s.ApiClient], run_dir: Path) -> None:
+    """:func:`restore_nodes` at a target's teardown, through a client ``connect`` opens: what
+    fails is a warning, so the rest of the teardown still runs."""
+    try:
+        with connect() as api:
+            restore_nodes(api, run_dir)
+    except (InfraError, k8s.ApiException, k8s_config.ConfigException, OSError) as exc:
+        log.warning("could not restore the nodes faults changed: %s", exc)
 
 
 def restore_nodes(api: k8s.ApiClient, run_dir: Path) -> list[str]:
