@@ -100,16 +100,19 @@ class PlatformApi:
         return self._all_pages("/v1/sessions", state)
 
     def session(self, session_id: str) -> dict[str, Any] | None:
-        resp = request(
-            "GET",
-            f"{self.base_url}/v1/sessions/{session_id}",
-            timeout_s=TIMEOUT_S,
-            token=self.token,
-        )
+        """The session, or None when there is none (404)."""
+        return self._get_or_none(f"/v1/sessions/{session_id}")
+
+    def server(self, server_id: str) -> dict[str, Any] | None:
+        """The game server, or None when there is none (404)."""
+        return self._get_or_none(f"/v1/servers/{server_id}")
+
+    def _get_or_none(self, path: str) -> dict[str, Any] | None:
+        resp = request("GET", f"{self.base_url}{path}", timeout_s=TIMEOUT_S, token=self.token)
         if resp.status == 404:
             return None
         if not resp.ok:
-            raise DriverError(f"GET /v1/sessions/{session_id} answered {_describe(resp)}.")
+            raise DriverError(f"GET {path} answered {_describe(resp)}.")
         result: dict[str, Any] = resp.json()
         return result
 

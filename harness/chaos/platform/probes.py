@@ -29,7 +29,6 @@ from harness.drivers.platform_api import PlatformApi
 from harness.drivers.prometheus import PrometheusClient
 from harness.model import Endpoints
 from harness.util.errors import DriverError
-from harness.util.http import request
 
 __all__ = ["audit_chain_valid", "no_server_allocated_twice", "promql_within"]
 
@@ -38,7 +37,6 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5
 MAX_WITHIN_S = 300.0
 MAX_VERIFY_S = 600.0
-SERVER_TIMEOUT_S = 5.0
 # How `refplat audit verify` says the log is not intact (exit 1 is also any uncaught error's).
 NOT_INTACT = "audit log NOT intact"
 
@@ -130,26 +128,14 @@ def suspects(sessions: list[dict[str, Any]], servers: list[dict[str, Any]]) -> d
 def read_again(admin: PlatformApi, server_id: str, session_ids: set[str]) -> list[str]:
     """The breaches at ``server_id`` that hold now: its sessions read between two reads of
     the server, which must agree (else a write raced the check, and the server is fine)."""
-    before = _server(admin, server_id)
+    before = admin.server(server_id)
     found = [admin.session(sid) for sid in sorted(session_ids)]
     active = [s for s in found if s is not None and s.get("state") == "Active"]
-    after = _server(admin, server_id)
+    after = admin.server(server_id)
     if before != after:
         log.info("server %s changed while it was read again; the listings raced it", server_id)
         return []
     return double_allocations(active, [after] if after is not None else [])
-
-
-def _server(admin: PlatformApi, server_id: str) -> dict[str, Any] | None:
-    url = f"{admin.base_url}/v1/servers/{server_id}"
-    resp = request("GET", url, timeout_s=SERVER_TIMEOUT_S, token=admin.token)
-    if resp.status == 404:
-        return None
-    if not resp.ok:
-        what = resp.error or resp.body[:200].decode(errors="replace")
-        raise DriverError(f"GET /v1/servers/{server_id} answered {resp.status}: {what}")
-    server: dict[str, Any] = resp.json()
-    return server
 
 
 def double_allocations(sessions: list[dict[str, Any]], servers: list[dict[str, Any]]) -> list[str]:
