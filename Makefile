@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test certify certify-kind nightly report kube lock clean down bench-recovery bench-refplat bench-load bench-scale bench-redis bench-catalogue bench-kube-scale certification
+.PHONY: setup test certify certify-kind certify-cluster nightly report kube lock clean down bench-recovery bench-refplat bench-load bench-scale bench-redis bench-catalogue bench-kube-scale certification
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,11 @@ certify: setup
 # The platform inside a kind cluster (needs docker or podman and kind; docs/operations.md).
 certify-kind: setup
 	$(BIN)/harness certify --target kind --profile kind
+
+# The platform inside an existing cluster: make certify-cluster CONTEXT=name IMAGE=registry/refplat:tag
+certify-cluster: setup
+	@test -n "$(CONTEXT)" || { echo "make certify-cluster: set CONTEXT=<kubeconfig context> (and IMAGE=<pullable refplat image>)" >&2; exit 2; }
+	$(BIN)/harness certify --target kube --overlay kind --profile kind --context "$(CONTEXT)" $(if $(IMAGE),--image "$(IMAGE)")
 
 # The nightly gate: about eight minutes of repeated faults under load (not part of `make test`).
 nightly: setup

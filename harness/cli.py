@@ -31,7 +31,9 @@ from harness.report import (
     write_run_json,
 )
 from harness.targets import (
+    KUBE_OVERLAYS,
     TARGETS,
+    InClusterOptions,
     KindOptions,
     KubeOptions,
     LocalTopology,
@@ -82,6 +84,20 @@ def _parser() -> argparse.ArgumentParser:
             metavar="NAME",
             help="use NAME though not a test cluster",
         )
+        p.add_argument(
+            "--overlay",
+            choices=KUBE_OVERLAYS,
+            default=None,
+            help="--target kube: kwok (default: the platform beside the cluster, game servers "
+            "on KWOK nodes) or kind (the platform inside the cluster, reached by port-forward)",
+        )
+        p.add_argument(
+            "--image",
+            default=None,
+            metavar="REF",
+            help="--target kube --overlay kind: the refplat image the cluster pulls "
+            "(default: refplat:dev, present only where it was loaded)",
+        )
 
     c = sub.add_parser("certify", help="deploy, load, inject faults, judge the SLOs, report")
     target(c, TARGETS)
@@ -129,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             stopped = bring_down(state_dir)
             print(f"harness down: stopped {len(stopped)} processes")
             return ExitCode.PASS
+        _refuse_misplaced_flags(args)
         reap_stale_runs(state_dir)
         settings = _settings(args)
         run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
@@ -170,8 +187,9 @@ def _certify(
         run_id=run_id,
         state_dir=state_dir,
         progress=True,
-        kube=_kube_options(args, state_dir) if args.target == "kube" else None,
+        kube=_kube_options(args, state_dir) if _beside(args) else None,
         kind=_kind_options(args) if args.target == "kind" else None,
+        incluster=_incluster_options(args) if _inside(args) else None,
     )
     log.info(
         "run %s: profile %s on target %s; files in %s", run_id, settings.name, args.target, run_dir
@@ -183,6 +201,61 @@ def _certify(
     print(f"report:   {run_dir / 'report.html'}")
     print(f"allure:   {run_dir / 'allure-results'} (HTML: make report)")
     return int(record.exit_code)
+
+
+def _beside(args: argparse.Namespace) -> bool:
+    """``--target kube`` with the kwok overlay: the platform's processes beside the cluster."""
+    return bool(args.target == "kube" and args.overlay in (None, "kwok"))
+
+
+def _inside(args: argparse.Namespace) -> bool:
+    """``--target kube --overlay kind``: the platform in Pods of an existing cluster."""
+    return bool(args.target == "kube" and args.overlay == "kind")
+
+
+def _incluster_options(args: argparse.Namespace) -> InClusterOptions:
+    """``--target kube --overlay kind``: the cluster of ``--kubeconfig``/``--context`` (default:
+    kubectl's: $KUBECONFIG or ~/.kube/config, its current context), never the `harness cluster
+    up` one (its KWOK nodes run no containers). The cluster must be named: the target deploys
+    into it."""
+    if args.kubeconfig is None and args.context is None:
+        raise ConfigError(
+            "--target kube --overlay kind deploys the platform into an existing cluster; name "
+            "it with --context NAME (and --kubeconfig PATH when not $KUBECONFIG or "
+            "~/.kube/config). It must be marked as a test cluster (`kubectl create configmap "
+            "gsharness-test-cluster -n kube-system`) or named with --allow-context NAME."
+        )
+    check_kube_flags(args.kubeconfig, args.context)
+    return InClusterOptions(
+        repo_root=Path.cwd(),
+        kubectl=find_kubectl(Path.cwd()),
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        allow_context=args.allow_context,
+        image=args.image,
+    )
+
+
+def _refuse_misplaced_flags(args: argparse.Namespace) -> None:
+    """``--overlay`` and ``--image`` belong to ``--target kube`` (``--image`` to its kind
+    overlay); ``harness up`` keeps the platform beside the cluster only."""
+    if args.overlay is not None and args.target != "kube":
+        raise ConfigError(
+            f"--overlay {args.overlay}: only for --target kube (--target {args.target} "
+            "chooses its own). Remove the flag, or use --target kube."
+        )
+    if args.image is not None and not _inside(args):
+        raise ConfigError(
+            f"--image {args.image}: only for --target kube --overlay kind, where the cluster "
+            "pulls the platform's image (kind loads the one it builds; the kwok overlay runs "
+            "the platform on this host)."
+        )
+    if args.command == "up" and _inside(args):
+        raise ConfigError(
+            "harness up --target kube --overlay kind: not offered; the tunnels to the platform "
+            "end with the command. Use `harness certify --target kube --overlay kind`, or "
+            "`harness up --target kube` (the kwok overlay)."
+        )
 
 
 def _kube_options(args: argparse.Namespace, state_dir: Path) -> KubeOptions:
@@ -260,7 +333,7 @@ def _history(args: argparse.Namespace) -> int:
 def _up(
     args: argparse.Namespace, settings: Settings, *, run_id: str, run_dir: Path, state_dir: Path
 ) -> int:
-    kube = _kube_options(args, state_dir) if args.target == "kube" else None
+    kube = _kube_options(args, state_dir) if _beside(args) else None
     topology = LocalTopology.from_settings(settings, repo_root=Path.cwd())
     endpoints = bring_up(
         run_id=run_id,

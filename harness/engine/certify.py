@@ -48,6 +48,8 @@ from harness.targets import (
     REFPLAT_ROLES,
     RESTART_LEDGER,
     CertifiableTarget,
+    InClusterOptions,
+    InClusterTarget,
     KindOptions,
     KindTarget,
     KubeOptions,
@@ -57,6 +59,7 @@ from harness.targets import (
     find_binaries,
     find_kubectl,
     kind_problem,
+    observability_binaries,
 )
 from harness.util.errors import ConfigError, HarnessError, InfraError
 
@@ -96,11 +99,13 @@ class CertifyRequest:
     progress: bool = False  # show phase, time left and live indicator values on stderr
     kube: KubeOptions | None = None  # the cluster of ``--target kube`` (KWOK game servers)
     kind: KindOptions | None = None  # ``--target kind`` (None: the defaults of the repo)
+    # ``--target kube --overlay kind``: the platform inside the cluster (then ``kube`` is None)
+    incluster: InClusterOptions | None = None
 
 
 def preflight(req: CertifyRequest) -> tuple[tuple[SloSpec, ...], list[Path]]:
     """Check every input before anything starts; raise ConfigError listing every problem."""
-    if req.target == "kube" and req.kube is None:
+    if req.target == "kube" and req.kube is None and req.incluster is None:
         raise ConfigError(
             "--target kube needs a cluster: pass --kubeconfig PATH (and --context NAME), or "
             "start one with `harness cluster up --kwok --nodes 3`."
@@ -131,7 +136,9 @@ def preflight(req: CertifyRequest) -> tuple[tuple[SloSpec, ...], list[Path]]:
         problems.append(f"{req.settings.load.locustfile}: no such locustfile.")
     if problems:
         raise ConfigError(problems)
-    if req.target != "kind":
+    if req.incluster is not None:
+        observability_binaries()  # the platform's own binaries run in the cluster
+    elif req.target != "kind":
         find_binaries()
     elif (problem := kind_problem()) is not None:  # before anything starts: exit 2, no run dir
         raise InfraError(f"--target kind cannot run here: {problem}.")
@@ -194,8 +201,13 @@ def planned_duration_s(settings: Settings) -> float:
 
 
 def make_target(req: CertifyRequest, topology: LocalTopology) -> CertifiableTarget:
-    """The target of ``req.target``: local processes, the kube target on KWOK nodes, or kind."""
+    """The target of ``req.target``: local processes, the kube target (the platform beside a
+    cluster with KWOK nodes, or inside an existing cluster), or kind."""
     run_id, run_dir = req.run_id, req.run_dir
+    if req.target == "kube" and req.incluster is not None:
+        return InClusterTarget(
+            run_id=run_id, run_dir=run_dir, options=req.incluster, topology=topology
+        )
     if req.target == "kube" and req.kube is not None:
         return KwokTarget(run_id=run_id, run_dir=run_dir, topology=topology, kube=req.kube)
     if req.target == "kind":
@@ -217,7 +229,7 @@ def _run(
 ) -> None:
     topology = LocalTopology.from_settings(req.settings, repo_root=req.repo_root)
     target = make_target(req, topology)
-    if isinstance(target, KwokTarget | KindTarget):  # a killed run's namespace is deleted
+    if isinstance(target, KwokTarget | InClusterTarget):  # a killed run's namespace is deleted
         register_run(
             req.state_dir, req.run_id, req.run_dir, detached=False, kube=target.run_namespace
         )

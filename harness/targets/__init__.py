@@ -8,6 +8,7 @@ from harness.drivers.process import Supervisor
 from harness.model import Endpoints
 from harness.targets._alerts import ALERTS_FILE, fired_alerts
 from harness.targets._containers import ContainerProvider, container_engine_problem
+from harness.targets._incluster import InClusterOptions, InClusterTarget, observability_binaries
 from harness.targets._kind import KindOptions, KindTarget, kind_problem
 from harness.targets._kindhost import NODE_PORTS, host_ports
 from harness.targets._kube import KubeOptions, KubeTarget, find_kubectl
@@ -26,6 +27,8 @@ from harness.targets._netns import Fabric, Host, netns_supported, remove_namespa
 from harness.targets._redis import RESTART_LEDGER
 
 TARGETS = ("local", "kube", "kind")
+# --target kube --overlay: kwok (the platform beside the cluster) or kind (inside it)
+KUBE_OVERLAYS = ("kwok", "kind")
 
 
 class Target(Protocol):
@@ -46,7 +49,7 @@ class CertifiableTarget(Protocol):
     """What the certify engine needs of a target beyond deploying it: the supervisor that adopts
     the load generator and what chaos activities start, where Prometheus scrapes Locust, the
     capabilities (and why some are missing), the scrape jobs to wait for, restarting a refplat
-    process a fault killed. LocalTarget, KwokTarget and KindTarget are."""
+    process a fault killed. LocalTarget, KwokTarget, InClusterTarget and KindTarget are."""
 
     @property
     def capabilities(self) -> frozenset[str]: ...
@@ -76,6 +79,7 @@ class CertifiableTarget(Protocol):
 
 __all__ = [
     "ALERTS_FILE",
+    "KUBE_OVERLAYS",
     "NODE_PORTS",
     "PROMETHEUS_JOBS",
     "REFPLAT_ROLES",
@@ -85,6 +89,8 @@ __all__ = [
     "ContainerProvider",
     "Fabric",
     "Host",
+    "InClusterOptions",
+    "InClusterTarget",
     "KindOptions",
     "KindTarget",
     "KubeCluster",
@@ -104,6 +110,7 @@ __all__ = [
     "kind_problem",
     "kube_bin_dir",
     "netns_supported",
+    "observability_binaries",
     "record_node",
     "release_namespace",
     "remove_namespaces",

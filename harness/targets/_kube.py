@@ -98,6 +98,8 @@ class KubeOptions:
     teardown_timeout_s: float = 60.0
     # (Service, nodePort): exposed on every node at that port (see :func:`with_node_ports`).
     node_ports: tuple[tuple[str, int], ...] = ()
+    # The refplat image the cluster pulls, in place of the overlay's (see :func:`with_image`).
+    image: str | None = None
 
     def admin_kubeconfig(self) -> Path:
         """The kubeconfig file in use, absolute: the one given, else the first of $KUBECONFIG,
@@ -193,6 +195,8 @@ class KubeTarget:
         self._guard(api)
         objects = relocate(self._render(), namespace=self.namespace, run_id=self.run_id)
         objects = with_node_ports(objects, dict(self.options.node_ports))
+        if self.options.image:
+            objects = with_image(objects, self.options.image)
         self._state.objects = objects
         dynamic = DynamicClient(api, cache_file=str(self.run_dir / "kube-discovery.json"))  # type: ignore[no-untyped-call]
         if self.options.install_crds:
@@ -372,8 +376,8 @@ class KubeTarget:
                 raise InfraError(
                     f"Rollouts in namespace {self.namespace} (context {self.context!r}) did not "
                     f"finish within {self.options.rollout_timeout_s:g} s: "
-                    f"{', '.join(map(str, pending))}; see `kubectl -n {self.namespace} get "
-                    "events`."
+                    f"{', '.join(map(str, pending))}.{_pod_problems(api, self.namespace)} See "
+                    f"`kubectl -n {self.namespace} get events`."
                 )
             if now >= report_at:
                 self.progress("waiting for rollouts: " + ", ".join(map(str, pending)))
@@ -455,6 +459,88 @@ def with_node_ports(objects: list[dict[str, Any]], ports: dict[str, int]) -> lis
             f"(Services: {', '.join(sorted(services)) or 'none'})."
         )
     return [_node_port(o, ports.get(o["metadata"]["name"])) for o in objects]
+
+
+def _pod_problems(api: k8s.ApiClient, namespace: str, most: int = 6) -> str:
+    """Why Pods of ``namespace`` are not ready, one line each (a container waiting, with its
+    reason, or the Pod unschedulable), for an error message; "" when none says."""
+    try:
+        pods: Any = k8s.CoreV1Api(api).list_namespaced_pod(
+            namespace, _request_timeout=CALL_TIMEOUT_S
+        )
+    except (k8s.ApiException, OSError):
+        return ""
+    lines: list[str] = []
+    for pod in pods.items:
+        status = pod.status
+        reasons = [
+            f"{c.name} {c.state.waiting.reason}: {c.state.waiting.message or ''}".rstrip(": ")
+            for c in [*(status.init_container_statuses or []), *(status.container_statuses or [])]
+            if c.state is not None and c.state.waiting is not None and c.state.waiting.reason
+        ]
+        reasons += [
+            f"{c.reason}: {c.message}"
+            for c in status.conditions or []
+            if c.type == "PodScheduled" and c.status == "False"
+        ]
+        if reasons:
+            lines.append(f"\n  pod/{pod.metadata.name}: {'; '.join(reasons)}")
+    hint = ""
+    if any("ImagePull" in line or "ErrImage" in line for line in lines):
+        hint = (
+            "\n  The cluster cannot pull an image: push the refplat image built from "
+            "platform/Containerfile to a registry it reaches and pass it with --image."
+        )
+    return "".join(lines[:most]) + hint
+
+
+OVERLAY_IMAGE = "refplat:dev"  # what the kind overlay runs: built here, `kind load`ed there
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+
+
+def with_image(objects: list[dict[str, Any]], image: str) -> list[dict[str, Any]]:
+    """``objects`` with every container running :data:`OVERLAY_IMAGE` running ``image`` instead,
+    and every ``--image=`` argument naming it (the kube runtime's image for game servers) naming
+    ``image``: so a cluster that cannot have the locally built image pulls one from a registry.
+
+    Raise ConfigError when no container ran :data:`OVERLAY_IMAGE` (the flag would do nothing).
+    """
+    changed = 0
+
+    def container(c: dict[str, Any]) -> dict[str, Any]:
+        nonlocal changed
+        out = dict(c)
+        if c.get("image") == OVERLAY_IMAGE:
+            out["image"] = image
+            changed += 1
+        if "args" in c:
+            out["args"] = [
+                f"--image={image}" if a == f"--image={OVERLAY_IMAGE}" else a for a in c["args"]
+            ]
+        return out
+
+    result = []
+    for original in objects:
+        obj = original
+        if obj.get("kind") in WORKLOADS:
+            pod = obj["spec"]["template"]["spec"]
+            pod = {
+                **pod,
+                **{
+                    key: [container(c) for c in pod[key]]
+                    for key in ("containers", "initContainers")
+                    if key in pod
+                },
+            }
+            template = {**obj["spec"]["template"], "spec": pod}
+            obj = {**obj, "spec": {**obj["spec"], "template": template}}
+        result.append(obj)
+    if not changed:
+        raise ConfigError(
+            f"--image {image}: no container of the overlay runs {OVERLAY_IMAGE}, so there is "
+            "nothing to replace; --image goes with the in-cluster overlay (kind)."
+        )
+    return result
 
 
 def _node_port(obj: dict[str, Any], port: int | None) -> dict[str, Any]:

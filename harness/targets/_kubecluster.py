@@ -129,6 +129,7 @@ class KubeCluster:
         self.etcd_url = ""
         self.scheduler_port = 0
         self.controller_manager_port = 0
+        self.kwok_port = free_port(HOST)
         self.supervisor = Supervisor(work_dir)
         self._pki: ClusterPki | None = None
         self._deadline = 0.0
@@ -324,6 +325,13 @@ class KubeCluster:
         self.supervisor.start("kube-scheduler", argv, role="kube-scheduler")
 
     def _start_kwok(self) -> None:
+        with self.api_client() as api:  # kwok watches PortForwards: the types must exist first
+            for crd in PORT_FORWARD_CRDS:
+                _apply_crd(api, crd)
+            self._wait(
+                "kwok's PortForward CRDs",
+                lambda: all(_crd_established(api, crd) for crd in PORT_FORWARD_CRDS),
+            )
         argv = [
             str(self.bin_dir / "kwok"),
             f"--kubeconfig={self.kubeconfig}",
@@ -335,7 +343,12 @@ class KubeCluster:
             # at 10,000 pods), and the node-lifecycle controller marks nodes NotReady and their
             # pods not Ready once the grace period below has passed.
             f"--node-lease-duration-seconds={NODE_LEASE_S}",
-            f"--server-address={HOST}:{free_port(HOST)}",
+            # kwok's server stands in for each fake node's kubelet: the apiserver dials it (the
+            # Node's InternalIP and kubeletEndpoint port) for `kubectl port-forward`, which it
+            # serves as the PortForward objects in the cluster say (:data:`PORT_FORWARD_CRDS`).
+            f"--server-address={HOST}:{self.kwok_port}",
+            f"--node-port={self.kwok_port}",
+            "--enable-crds=PortForward,ClusterPortForward",
             # Renew each fake node's Lease: without leases the node controller sees the nodes'
             # status go stale and marks them (and every pod on them) NotReady for ~5 s a minute.
             "--node-lease-duration-seconds=40",
@@ -350,7 +363,8 @@ class KubeCluster:
         with self.api_client() as api:
             core = k8s.CoreV1Api(api)
             for i in range(self.nodes):
-                body = k8s.V1Node.from_dict(_fake_node(f"{NODE_PREFIX}{i}", version))
+                node = _fake_node(f"{NODE_PREFIX}{i}", version, kubelet_port=self.kwok_port)
+                body = k8s.V1Node.from_dict(node)
                 assert body is not None  # from_dict returns None only for None
                 core.create_node(body=body, _request_timeout=CALL_TIMEOUT_S)
 
@@ -475,8 +489,9 @@ def _component_flags(kubeconfig: Path, port: int, cert_dir: Path) -> list[str]:
     ]
 
 
-def _fake_node(name: str, kubelet_version: str) -> dict[str, Any]:
-    """A Node kwok manages: allocatable resources, no kwok taint (unmodified manifests fit)."""
+def _fake_node(name: str, kubelet_version: str, *, kubelet_port: int) -> dict[str, Any]:
+    """A Node kwok manages: allocatable resources, no kwok taint (unmodified manifests fit),
+    its "kubelet" kwok's server on ``kubelet_port`` (port-forwards go there)."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -491,6 +506,7 @@ def _fake_node(name: str, kubelet_version: str) -> dict[str, Any]:
             "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
         },
         "status": {
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "allocatable": NODE_ALLOCATABLE,
             "capacity": NODE_ALLOCATABLE,
             # Every field the API marks required (the Python client validates them on read).
@@ -508,3 +524,117 @@ def _fake_node(name: str, kubelet_version: str) -> dict[str, Any]:
             },
         },
     }
+
+
+# kwok's port-forward configuration (kwok.x-k8s.io/v1alpha1): which ports of a Pod kwok's server
+# forwards, and where to (``spec.forwards[]``: ``ports`` matched against the Pod port asked for,
+# none meaning all; ``target``: ``address`` and ``port``). A PortForward, named after its Pod,
+# serves that Pod; a ClusterPortForward serves the Pods its ``selector`` picks
+# (``matchNamespaces``, ``matchNames``). Declared here with the fields kwok reads and no more, so
+# the cluster needs nothing from kwok's source tree.
+_FORWARDS: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "ports": {"type": "array", "items": {"type": "integer"}},
+            "target": {
+                "type": "object",
+                "properties": {"address": {"type": "string"}, "port": {"type": "integer"}},
+            },
+            "command": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+_SELECTOR: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "matchNamespaces": {"type": "array", "items": {"type": "string"}},
+        "matchNames": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def _kwok_crd(kind: str, *, scope: str, spec: dict[str, Any]) -> dict[str, Any]:
+    plural = kind.lower() + "s"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.kwok.x-k8s.io"},
+        "spec": {
+            "group": "kwok.x-k8s.io",
+            "scope": scope,
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural,
+                      "singular": kind.lower()},
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "properties": spec},
+                                "status": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                },
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }  # fmt: skip
+
+
+PORT_FORWARD_CRDS = (
+    _kwok_crd("PortForward", scope="Namespaced", spec={"forwards": _FORWARDS}),
+    _kwok_crd("ClusterPortForward", scope="Cluster",
+              spec={"forwards": _FORWARDS, "selector": _SELECTOR}),
+)  # fmt: skip
+
+
+def _apply_crd(api: k8s.ApiClient, crd: dict[str, Any]) -> None:
+    """Create ``crd`` unless it exists (the cluster is new; nothing else makes it)."""
+    try:
+        k8s.ApiextensionsV1Api(api).create_custom_resource_definition(
+            body=crd,  # type: ignore[arg-type]  # the client sends a dict as it is
+            _request_timeout=CALL_TIMEOUT_S,
+        )
+    except k8s.ApiException as exc:
+        if exc.status != 409:
+            raise InfraError(f"creating CRD {crd['metadata']['name']}: HTTP {exc.status}") from exc
+
+
+def _crd_established(api: k8s.ApiClient, crd: dict[str, Any]) -> bool:
+    found = k8s.ApiextensionsV1Api(api).read_custom_resource_definition(
+        crd["metadata"]["name"], _request_timeout=CALL_TIMEOUT_S
+    )
+    conditions = found.status.conditions or [] if found.status is not None else []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+def forward_pods(
+    api: k8s.ApiClient, *, name: str, namespace: str, targets: dict[int, tuple[str, int]]
+) -> None:
+    """Make kwok's server forward port P of every Pod in ``namespace`` to ``targets[P]`` (an
+    ``(address, port)`` of this host), as the ClusterPortForward ``name``: a `kubectl
+    port-forward` to such a Pod, or to a Service in front of it, reaches that process."""
+    body = {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "ClusterPortForward",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchNamespaces": [namespace]},
+            "forwards": [
+                {"ports": [port], "target": {"address": address, "port": to}}
+                for port, (address, to) in sorted(targets.items())
+            ],
+        },
+    }
+    k8s.CustomObjectsApi(api).create_cluster_custom_object(
+        "kwok.x-k8s.io", "v1alpha1", "clusterportforwards", body, _request_timeout=CALL_TIMEOUT_S
+    )

@@ -11,6 +11,7 @@ import pytest
 from kubernetes import client as k8s
 
 from harness.targets import KubeCluster, kube_bin_dir
+from harness.targets._kube import MARKER_NAMESPACE, TEST_CLUSTER_MARKER
 from tests.conftest import REPO_ROOT
 
 # The kind overlay's Redis StatefulSet claims; the test cluster has no storage provisioner.
@@ -64,6 +65,17 @@ def namespace(kube_api: k8s.ApiClient) -> Iterator[str]:
     core.create_namespace(body=body, _request_timeout=10)
     yield name
     core.delete_namespace(name, _request_timeout=10)
+
+
+@pytest.fixture
+def labelled(kube_api: k8s.ApiClient) -> Iterator[None]:
+    """The session's cluster marked as a test cluster for one test."""
+    core = k8s.CoreV1Api(kube_api)
+    marker = k8s.V1ConfigMap.from_dict({"metadata": {"name": TEST_CLUSTER_MARKER}})
+    assert marker is not None
+    core.create_namespaced_config_map(MARKER_NAMESPACE, marker, _request_timeout=10)
+    yield
+    core.delete_namespaced_config_map(TEST_CLUSTER_MARKER, MARKER_NAMESPACE, _request_timeout=10)
 
 
 def redis_volume(namespace: str, claim: str, *, reclaim: str = "Retain") -> k8s.V1PersistentVolume:

@@ -13,7 +13,6 @@ import pytest
 from kubernetes import client as k8s
 
 from harness.targets import NODE_PORTS, KubeCluster, KubeOptions, KubeTarget
-from harness.targets._kube import MARKER_NAMESPACE, TEST_CLUSTER_MARKER
 from harness.targets._kubeobjects import RUN_LABEL
 from harness.util.errors import ConfigError
 from tests.conftest import REPO_ROOT
@@ -59,17 +58,6 @@ def namespace_exists(api: k8s.ApiClient, name: str) -> bool:
             return False
         raise
     return True
-
-
-@pytest.fixture
-def labelled(kube_api: k8s.ApiClient) -> Iterator[None]:
-    """The session's cluster marked as a test cluster for one test."""
-    core = k8s.CoreV1Api(kube_api)
-    marker = k8s.V1ConfigMap.from_dict({"metadata": {"name": TEST_CLUSTER_MARKER}})
-    assert marker is not None
-    core.create_namespaced_config_map(MARKER_NAMESPACE, marker, _request_timeout=10)
-    yield
-    core.delete_namespaced_config_map(TEST_CLUSTER_MARKER, MARKER_NAMESPACE, _request_timeout=10)
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,23 @@ def launcher(redis_url: str, tmp_path: Path) -> Iterator[Launcher]:
         launch.close()
 
 
+# The in-cluster Prometheus of the kind overlay, stood in for by one scraping itself under the
+# platform's job names (two "Pods" of the API), as the host reaches it through its NodePort or
+# a tunnel (the kind and in-cluster targets federate it).
+IN_CLUSTER = """
+global: {scrape_interval: 1s, scrape_timeout: 1s}
+scrape_configs:
+  - job_name: refplat-api
+    static_configs:
+      - {targets: ["127.0.0.1:{port}"], labels: {instance: refplat-api-0}}
+      - {targets: ["127.0.0.1:{port}"], labels: {instance: refplat-api-1}}
+  - job_name: refplat-controller
+    static_configs: [{targets: ["127.0.0.1:{port}"], labels: {instance: refplat-controller-0}}]
+  - job_name: refplat-agent
+    static_configs: [{targets: ["127.0.0.1:{port}"], labels: {instance: refplat-node-0}}]
+"""
+
+
 @contextmanager
 def scratch_prometheus(work_dir: Path, config: str) -> Iterator[PrometheusClient]:
     """A real /usr/bin/prometheus with ``config`` (``{port}`` is its own port) on a free

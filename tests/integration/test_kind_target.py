@@ -28,7 +28,7 @@ from harness.targets._kind import observability_binaries
 from harness.targets._kindhost import FEDERATE_JOB, FEDERATED_JOBS, federate_job
 from harness.util.errors import InfraError
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import scratch_prometheus
+from tests.integration.conftest import IN_CLUSTER, scratch_prometheus
 
 # What `harness certify` reads from its working directory (linked, not copied).
 CONTENT = ("profiles", "slos", "experiments", "loadtests", "platform", "scripts", "fixtures")
@@ -93,7 +93,7 @@ def test_the_kind_target_rolls_out_the_kind_overlay_and_deletes_its_cluster(
     clusters = subprocess.run(
         ["kind", "get", "clusters"], capture_output=True, text=True, timeout=60, check=True
     ).stdout.split()
-    assert kind.options.cluster_name not in clusters  # deleted at teardown
+    assert kind.kind.cluster_name not in clusters  # deleted at teardown
 
 
 def test_certify_on_kind_where_kind_cannot_run_exits_2_with_the_reason_and_starts_nothing(
@@ -150,22 +150,6 @@ def test_certify_on_kind_passes_the_kind_profile_with_every_fault_injected(
         f["name"]: f["status"] for f in record["faults"]
     }
     assert "kind" == record["target"]
-
-
-# The in-cluster Prometheus of the kind overlay, stood in for by one scraping itself under the
-# platform's job names (two "Pods" of the API), as the host reaches it through its NodePort.
-IN_CLUSTER = """
-global: {scrape_interval: 1s, scrape_timeout: 1s}
-scrape_configs:
-  - job_name: refplat-api
-    static_configs:
-      - {targets: ["127.0.0.1:{port}"], labels: {instance: refplat-api-0}}
-      - {targets: ["127.0.0.1:{port}"], labels: {instance: refplat-api-1}}
-  - job_name: refplat-controller
-    static_configs: [{targets: ["127.0.0.1:{port}"], labels: {instance: refplat-controller-0}}]
-  - job_name: refplat-agent
-    static_configs: [{targets: ["127.0.0.1:{port}"], labels: {instance: refplat-node-0}}]
-"""
 
 
 def test_the_host_side_of_a_kind_run_federates_the_in_cluster_prometheus_and_probes_the_api(
