@@ -376,7 +376,7 @@ class KubeTarget:
                 raise InfraError(
                     f"Rollouts in namespace {self.namespace} (context {self.context!r}) did not "
                     f"finish within {self.options.rollout_timeout_s:g} s: "
-                    f"{', '.join(map(str, pending))}.{_pod_problems(api, self.namespace)} See "
+                    f"{', '.join(map(str, pending))}.{pod_problems(api, self.namespace)} See "
                     f"`kubectl -n {self.namespace} get events`."
                 )
             if now >= report_at:
@@ -461,7 +461,7 @@ def with_node_ports(objects: list[dict[str, Any]], ports: dict[str, int]) -> lis
     return [_node_port(o, ports.get(o["metadata"]["name"])) for o in objects]
 
 
-def _pod_problems(api: k8s.ApiClient, namespace: str, most: int = 6) -> str:
+def pod_problems(api: k8s.ApiClient, namespace: str, most: int = 6) -> str:
     """Why Pods of ``namespace`` are not ready, one line each (a container waiting, with its
     reason, or the Pod unschedulable), for an error message; "" when none says."""
     try:

@@ -27,13 +27,12 @@ from kubernetes import client as k8s
 
 from harness.drivers.prometheus import PrometheusClient
 from harness.targets import InClusterOptions, InClusterTarget, KubeCluster
-from harness.targets._kindhost import FEDERATED_JOBS
 from harness.targets._kubecluster import forward_pods
 from harness.targets._kubeobjects import namespace_for
 from harness.targets._tunnel import Tunnel
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import RedisVolumes
-from tests.integration.conftest import IN_CLUSTER, scratch_prometheus
+from tests.integration.conftest import IN_CLUSTER, federated_ups, scratch_prometheus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -191,9 +190,7 @@ def test_the_in_cluster_target_deploys_the_platform_with_the_image_and_observes_
                 endpoints = t.deploy()
                 assert "refplat-api" == get(endpoints.api_url + "/readyz")
                 with PrometheusClient(endpoints.prometheus_url, timeout_s=5) as prom:
-                    federated = prom.instant(
-                        f'up{{job=~"{"|".join(FEDERATED_JOBS)}"}}', time.time()
-                    )
+                    federated = federated_ups(prom)
                 apps = k8s.AppsV1Api(kube_api)
                 api_image = (
                     apps.read_namespaced_deployment("refplat-api", ns, _request_timeout=10)

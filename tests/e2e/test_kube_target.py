@@ -5,6 +5,7 @@ namespace at teardown."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from kubernetes import client as k8s
 
 from harness.targets import NODE_PORTS, KubeCluster, KubeOptions, KubeTarget
+from harness.targets._kube import pod_problems
 from harness.targets._kubeobjects import RUN_LABEL
 from harness.util.errors import ConfigError
 from tests.conftest import REPO_ROOT
@@ -166,3 +168,32 @@ def test_a_context_named_with_the_flag_is_accepted_and_the_kind_overlay_rolls_ou
     assert 13 == len(endpoints.processes)
     assert all(p.host.startswith("kwok-node-") for p in endpoints.processes)
     assert not namespace_exists(kube_api, kube.namespace)
+
+
+def test_why_pods_are_not_ready_is_named_for_a_rollout_timeout(
+    kube_api: k8s.ApiClient, namespace: str
+) -> None:
+    """What a rollout timeout adds to its message: each Pod not ready and why (here: no node
+    matches its selector, so the scheduler leaves it Pending)."""
+    body = {
+        "metadata": {"name": "nowhere"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "nowhere"}},
+            "template": {
+                "metadata": {"labels": {"app": "nowhere"}},
+                "spec": {
+                    "nodeSelector": {"gsharness.io/no-such-node": "true"},
+                    "containers": [{"name": "c", "image": "x"}],
+                },
+            },
+        },
+    }
+    k8s.AppsV1Api(kube_api).create_namespaced_deployment(namespace, body, _request_timeout=10)
+    deadline = time.monotonic() + 30
+    while not (said := pod_problems(kube_api, namespace)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+    assert said.startswith("\n  pod/nowhere-")
+    assert "Unschedulable: 0/3 nodes are available" in said
+    assert "--image" not in said  # the image hint is for pull failures only

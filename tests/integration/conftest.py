@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from harness.drivers.prometheus import PrometheusClient
+from harness.targets._kindhost import FEDERATED_JOBS
 from harness.util.net import free_port
 from harness.util.scratch import stop_process
 from tests.conftest import REPO_ROOT
@@ -76,6 +78,19 @@ scrape_configs:
   - job_name: refplat-agent
     static_configs: [{targets: ["127.0.0.1:{port}"], labels: {instance: refplat-node-0}}]
 """
+
+
+def federated_ups(prom: PrometheusClient, *, want: int = 4, timeout_s: float = 10.0) -> Any:
+    """The federated ``up`` samples of the in-cluster jobs, once there are ``want`` of them (or
+    what there is after ``timeout_s``). A target waits for one up Pod per job; the in-cluster
+    Prometheus spreads its first scrapes over an interval, so another "Pod" of a job may arrive
+    a scrape later."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = prom.instant(f'up{{job=~"{"|".join(FEDERATED_JOBS)}"}}', time.time())
+        if len(found) >= want or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 @contextmanager

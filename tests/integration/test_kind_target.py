@@ -1,9 +1,12 @@
 """The kind target: a kind cluster with the refplat image loaded and the kind overlay rolled out,
-and `harness certify --target kind` through it. Where kind cannot run, the deploy and
-certification tests skip with the reason found at run time and the refusals are tested instead
-(the command exits 2 before anything starts); what the target shares with the kube target is
-tested in the kube tier (tests/e2e/test_kube_target.py: the kind overlay on its node ports), its
-configuration in tests/contracts/test_kind_certify.py."""
+and `harness certify --target kind` through it; and `harness certify --target kube --overlay
+kind` in an existing cluster, when one is given (GSH_CLUSTER_CONTEXT, GSH_CLUSTER_IMAGE). Where
+kind cannot run (or no cluster is given), the deploy and certification tests skip with the
+reason found at run time and the refusals are tested instead (the command exits 2 before
+anything starts); what the targets share with the kube target is tested in the kube tier
+(tests/e2e/test_kube_target.py: the kind overlay on its node ports; tests/e2e/
+test_incluster_target.py: the in-cluster deploy through tunnels), the configuration in
+tests/contracts/test_kind_certify.py."""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -25,10 +27,10 @@ from harness.drivers.prometheus import PrometheusClient
 from harness.model import ExitCode
 from harness.targets import KindOptions, KindTarget, kind_problem, kube_bin_dir
 from harness.targets._kind import observability_binaries
-from harness.targets._kindhost import FEDERATE_JOB, FEDERATED_JOBS, federate_job
+from harness.targets._kindhost import FEDERATE_JOB, federate_job
 from harness.util.errors import InfraError
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import IN_CLUSTER, scratch_prometheus
+from tests.integration.conftest import IN_CLUSTER, federated_ups, scratch_prometheus
 
 # What `harness certify` reads from its working directory (linked, not copied).
 CONTENT = ("profiles", "slos", "experiments", "loadtests", "platform", "scripts", "fixtures")
@@ -152,6 +154,48 @@ def test_certify_on_kind_passes_the_kind_profile_with_every_fault_injected(
     assert "kind" == record["target"]
 
 
+# A real cluster to certify in, given by whoever runs the suite (this project's machines have
+# none): a context marked as a test cluster, and a refplat image that cluster pulls.
+CLUSTER_ENV = ("GSH_CLUSTER_CONTEXT", "GSH_CLUSTER_IMAGE")
+
+
+@pytest.mark.timeout(CERTIFY_TIMEOUT_S + 120)
+def test_certify_in_an_existing_cluster_passes_the_kind_profile_through_tunnels(
+    tmp_path: Path,
+) -> None:
+    """`harness certify --target kube --overlay kind` in a real cluster: every fault of the kind
+    profile injected and passed, the platform reached through kubectl port-forward tunnels."""
+    missing = [name for name in CLUSTER_ENV if not os.environ.get(name)]
+    if missing:
+        pytest.skip(
+            f"no real cluster given ({', '.join(missing)} unset): set GSH_CLUSTER_CONTEXT to a "
+            "context marked as a test cluster (and KUBECONFIG if not ~/.kube/config) and "
+            "GSH_CLUSTER_IMAGE to a refplat image it pulls; the kube tier tests the tunnels and "
+            "the deploy against the local control plane (tests/e2e/test_incluster_target.py)"
+        )
+    work = workdir(tmp_path)
+    run = subprocess.run(
+        [HARNESS, "certify", "--target", "kube", "--overlay", "kind", "--profile", "kind",
+         "--context", os.environ["GSH_CLUSTER_CONTEXT"],
+         "--image", os.environ["GSH_CLUSTER_IMAGE"]],
+        cwd=work,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=CERTIFY_TIMEOUT_S,
+    )  # fmt: skip
+    assert 0 == run.returncode, run.stdout[-4000:] + run.stderr[-4000:]
+    run_dir = next((work / "reports").glob("*/run.json")).parent
+    record = json.loads((run_dir / "run.json").read_text())
+    profile = load_settings("kind", repo_root=REPO_ROOT, env={}, overrides=[])
+    assert {path.stem: "PASS" for path in profile.experiments} == {
+        f["name"]: f["status"] for f in record["faults"]
+    }
+    assert "kube" == record["target"]
+    tunnels = json.loads((run_dir / "tunnels.json").read_text())
+    assert {"prometheus", "refplat-api"} == {e["service"] for e in tunnels if e["what"] == "up"}
+
+
 def test_the_host_side_of_a_kind_run_federates_the_in_cluster_prometheus_and_probes_the_api(
     tmp_path: Path,
 ) -> None:
@@ -169,7 +213,7 @@ def test_the_host_side_of_a_kind_run_federates_the_in_cluster_prometheus_and_pro
         )
         with PrometheusClient(url, timeout_s=5) as prom:
             prom.wait_targets_up([FEDERATE_JOB, "probe-api"], timeout_s=30)
-            federated = prom.instant(f'up{{job=~"{"|".join(FEDERATED_JOBS)}"}}', time.time())
+            federated = federated_ups(prom)
         roles = sorted(p.role for p in kind.supervisor.processes.values())
     assert {
         ("refplat-agent", "refplat-node-0", 1.0),
