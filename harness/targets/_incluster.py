@@ -219,14 +219,14 @@ class InClusterTarget(LocalObservability):
         return self._endpoints
 
     def teardown(self) -> None:
-        """The host's processes and tunnels, then the Nodes faults changed, then the run's
+        """The tunnels and the host's processes, then the Nodes faults changed, then the run's
         namespace."""
         try:
-            stop_ledger(self.run_dir / CHAOS_LEDGER)
-            self.supervisor.stop_all()
+            self._close_tunnels()  # first: a tunnel whose kubectl is stopped under it moves
         finally:
             try:
-                self._close_tunnels()
+                stop_ledger(self.run_dir / CHAOS_LEDGER)
+                self.supervisor.stop_all()
             finally:
                 if self.kube is not None:
                     self._release(self.kube)
@@ -272,6 +272,7 @@ class InClusterTarget(LocalObservability):
             port=port,
             log_dir=self.run_dir / "logs",
             api=self._admin_client,
+            supervisor=self.supervisor,
         )
         self.tunnels.append(tunnel)
         self.progress(f"opening a tunnel to service/{service} (kubectl port-forward)")

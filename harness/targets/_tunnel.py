@@ -19,7 +19,9 @@ live Pod:
   ``tunnels.json``), so a reader can set an availability dip against them. The tunnel gives up
   after :data:`MAX_RESTARTS` restarts.
 
-kubectl's output goes to ``<run>/logs/port-forward-<service>.log``.
+kubectl's output goes to ``<run>/logs/port-forward-<service>.log``. Given the run's supervisor, the
+tunnel has it adopt each kubectl it starts, so the ledger lists it and the next ``harness``
+command stops it when the run was killed before its teardown.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any, TypeVar
 from kubernetes import client as k8s
 from urllib3.exceptions import HTTPError
 
+from harness.drivers.process import Supervisor
 from harness.util.errors import InfraError
 from harness.util.net import free_port
 
@@ -80,6 +83,7 @@ class Tunnel:
         port: int | str,
         log_dir: Path,
         api: Callable[[], k8s.ApiClient],
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.service = service
         self.namespace = namespace
@@ -104,6 +108,8 @@ class Tunnel:
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._restarts = 0
+        # Each kubectl is adopted (``tunnel-<service>``): a killed run's next command stops it.
+        self._supervisor = supervisor
 
     @property
     def url(self) -> str:
@@ -247,6 +253,10 @@ class Tunnel:
                 _end(proc)
                 return "stopped"
             self._proc = proc
+            if self._supervisor is not None:
+                self._supervisor.adopt(
+                    f"tunnel-{self.service}", proc, role="tunnel", log_path=self.log_path
+                )
         self.pod = pod
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:

@@ -220,6 +220,10 @@ def test_the_in_cluster_target_deploys_the_platform_with_the_image_and_observes_
         (e["service"], e["what"]) for e in events
     )
     assert [] == [p.name for p in running if p.running()]
+    # kubectl of each tunnel is in the run's ledger: a killed run's next command stops it
+    assert {"tunnel-prometheus", "tunnel-refplat-api"} == {
+        p.name for p in running if p.role == "tunnel"
+    }
     assert [] == list(t.tunnels)  # closed and forgotten
     with pytest.raises(k8s.ApiException) as gone:
         k8s.CoreV1Api(kube_api).read_namespace(ns, _request_timeout=10)
