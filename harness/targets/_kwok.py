@@ -123,6 +123,7 @@ class KwokTarget(LocalTarget):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         kube = self.kube.deploy()
         with self._admin_client() as api:
+            self._check_kwok_nodes(api)
             self._agent_kubeconfig = self._write_agent_kubeconfig(api)
             self._scrape = control_plane_scrape_configs(api, self.run_dir / "secrets")
         local = super().deploy()
@@ -162,10 +163,29 @@ class KwokTarget(LocalTarget):
         return self.kube.options.admin_kubeconfig()
 
     def _admin_client(self) -> k8s.ApiClient:
+        context = self.kube.context or self.kube.options.context or None
         api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(self._admin_kubeconfig()), context=self.kube.context or None
+            config_file=str(self._admin_kubeconfig()), context=context
         )
         return api
+
+    def _check_kwok_nodes(self, api: k8s.ApiClient) -> None:
+        """Refuse a cluster without KWOK nodes: the runtime puts game servers only there."""
+        try:
+            nodes: Any = k8s.CoreV1Api(api).list_node(
+                label_selector=NODE_SELECTOR, limit=1, _request_timeout=CALL_TIMEOUT_S
+            )
+        except _CLUSTER_ERRORS as exc:
+            raise InfraError(f"listing the cluster's nodes failed: {exc}") from exc
+        if not nodes.items:
+            raise ConfigError(
+                f"Context {self.kube.context!r} has no KWOK nodes (label {NODE_SELECTOR}): the "
+                "kwok overlay runs the platform on this host and its game servers as Pods on "
+                "those nodes only. To put the whole platform inside this cluster, pass "
+                '--overlay kind --image REF (docs/operations.md, "In an existing cluster"); '
+                "for a local cluster with KWOK nodes, `harness cluster up --kwok`.",
+                after_start=True,
+            )
 
     def _write_agent_kubeconfig(self, api: k8s.ApiClient) -> Path:
         """A kubeconfig of the overlay's ServiceAccount (a bound token), mode 0600, in secrets/."""

@@ -182,3 +182,48 @@ def test_certify_on_kube_without_a_cluster_is_a_usage_error_that_says_how_to_get
     assert 3 == result.returncode, result.stderr
     assert "harness cluster up --kwok" in result.stderr
     assert not (tmp_path / "reports").exists()  # nothing started
+
+
+@pytest.fixture
+def no_kwok_nodes(kube_cluster: KubeCluster) -> Iterator[None]:
+    """The session's nodes without their ``type=kwok`` label for one test (as on a real
+    cluster), labelled again after it."""
+    names = list(nodes(kube_cluster))
+
+    def label(value: str | None) -> None:
+        with kube_cluster.api_client() as api:
+            for name in names:
+                body = {"metadata": {"labels": {"type": value}}}
+                k8s.CoreV1Api(api).patch_node(name, body, _request_timeout=10)
+
+    label(None)
+    try:
+        yield
+    finally:
+        label("kwok")
+
+
+def test_certify_on_kube_without_kwok_nodes_says_to_put_the_platform_in_the_cluster(
+    kube_cluster: KubeCluster, no_kwok_nodes: None, tmp_path: Path
+) -> None:
+    for part in ("profiles", "slos", "experiments", "loadtests", "platform"):
+        (tmp_path / part).symlink_to(REPO_ROOT / part)
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "harness.cli", "certify", "--target", "kube"),
+            *("--kubeconfig", str(kube_cluster.kubeconfig), "--allow-context", "gsharness"),
+            *("--profile", "kube-kwok", "--reports-dir", str(tmp_path / "reports")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert 3 == result.returncode, result.stderr[-3000:]
+    assert "has no KWOK nodes (label type=kwok)" in result.stderr
+    assert "--overlay kind --image REF" in result.stderr
+    assert "torn down; no load or fault ran" in result.stderr
+    with kube_cluster.api_client() as api:
+        left: Any = k8s.CoreV1Api(api).list_namespace(_request_timeout=10)
+    assert not [n.metadata.name for n in left.items if n.metadata.name.startswith("gsh-")]
