@@ -6,6 +6,7 @@ and both Prometheus configurations (the host's, federating; the cluster's) accep
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,18 @@ def test_the_nightly_kind_workflow_certifies_the_kind_profile_on_the_fixture_clu
 
     assert any("harness certify --target kind --profile kind" in command for command in commands)
     assert any("--config fixtures/kind/cluster.yaml" in command for command in commands)
+
+
+def test_the_nightly_cluster_workflow_certifies_inside_the_named_cluster_with_its_image() -> None:
+    path = REPO_ROOT / "docs" / "examples" / "nightly-cluster.yml"
+    workflow = yaml.safe_load(path.read_text())
+    commands = " ".join(step.get("run", "") for step in workflow["jobs"]["certify"]["steps"])
+
+    argv = shlex.split(commands.replace("\\\n", " "))
+    at = argv.index("certify")
+    certify = argv[at : at + 16]
+    assert ["certify", "--target", "kube", "--overlay", "kind"] == certify[:5]
+    assert {"--context", "--image", "--kubeconfig", "--profile"} <= set(certify)
+    assert "kind" == certify[certify.index("--profile") + 1]
+    assert "docker push" in commands and "platform/Containerfile" in commands
+    assert "$RUNNER_TEMP/kubeconfig" in commands  # written outside the checkout
