@@ -200,7 +200,7 @@ class KubeTarget:
         self._state.objects = objects
         dynamic = DynamicClient(api, cache_file=str(self.run_dir / "kube-discovery.json"))  # type: ignore[no-untyped-call]
         if self.options.install_crds:
-            self._apply(dynamic, self._crds())
+            self._apply(dynamic, self._missing(dynamic, self._crds()))
         self._state.created_namespace = True  # from here on, teardown deletes the namespace
         self._apply(dynamic, objects)
         self._await_rollouts(api, objects)
@@ -313,6 +313,26 @@ class KubeTarget:
         for path in sorted((self.options.manifests_dir / "crds").glob("*.yaml")):
             docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
         return docs
+
+    def _missing(self, dynamic: DynamicClient, crds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The CRDs the cluster does not have yet. One it has is left as it is: on a real
+        cluster it is likely the Prometheus Operator's, which a forced apply of this minimal
+        schema would take over."""
+        resource = dynamic.resources.get(
+            api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition"
+        )
+        missing = []
+        for crd in crds:
+            name = crd["metadata"]["name"]
+            try:
+                resource.get(name=name, _request_timeout=CALL_TIMEOUT_S)
+            except k8s.ApiException as exc:
+                if exc.status != 404:
+                    raise InfraError(f"Reading CRD {name} failed: {_reason(exc)}.") from exc
+                missing.append(crd)
+            else:
+                self.progress(f"CRD {name} is in the cluster already; left as it is")
+        return missing
 
     def _apply(self, dynamic: DynamicClient, objects: list[dict[str, Any]]) -> None:
         started = time.monotonic()

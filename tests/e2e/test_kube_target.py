@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes.dynamic import DynamicClient
 
 from harness.targets import NODE_PORTS, KubeCluster, KubeOptions, KubeTarget
 from harness.targets._kube import pod_problems
@@ -197,3 +198,21 @@ def test_why_pods_are_not_ready_is_named_for_a_rollout_timeout(
     assert said.startswith("\n  pod/nowhere-")
     assert "Unschedulable: 0/3 nodes are available" in said
     assert "--image" not in said  # the image hint is for pull failures only
+
+
+def test_a_crd_the_cluster_has_already_is_left_as_it_is(
+    kube_cluster: KubeCluster, kube_api: k8s.ApiClient, tmp_path: Path
+) -> None:
+    """On a real cluster the PrometheusRule CRD is likely the Prometheus Operator's: the target
+    applies only the CRDs that are missing, never a forced apply over someone else's."""
+    kube = target(kube_cluster, tmp_path, overlay="kind", install_crds=True)
+    dynamic = DynamicClient(kube_api)  # type: ignore[no-untyped-call]
+    (crd,) = kube._crds()
+    assert [crd] == kube._missing(dynamic, [crd])
+    theirs = {**crd, "metadata": {**crd["metadata"], "annotations": {"owner": "operator"}}}
+    extensions = k8s.ApiextensionsV1Api(kube_api)
+    extensions.create_custom_resource_definition(theirs, _request_timeout=10)
+    try:
+        assert [] == kube._missing(dynamic, [crd])
+    finally:
+        extensions.delete_custom_resource_definition(CRD_NAME, _request_timeout=10)
