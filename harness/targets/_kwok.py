@@ -121,9 +121,10 @@ class KwokTarget(LocalTarget):
     def deploy(self) -> Endpoints:
         """Apply the overlay, write the runtime's credentials, start the platform beside it."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        with self._admin_client() as api:  # before anything is applied
+            self._check_kwok_nodes(api)
         kube = self.kube.deploy()
         with self._admin_client() as api:
-            self._check_kwok_nodes(api)
             self._agent_kubeconfig = self._write_agent_kubeconfig(api)
             self._scrape = control_plane_scrape_configs(api, self.run_dir / "secrets")
         local = super().deploy()
@@ -178,13 +179,13 @@ class KwokTarget(LocalTarget):
         except _CLUSTER_ERRORS as exc:
             raise InfraError(f"listing the cluster's nodes failed: {exc}") from exc
         if not nodes.items:
+            context = self.kube.options.context or "(the current one)"
             raise ConfigError(
-                f"Context {self.kube.context!r} has no KWOK nodes (label {NODE_SELECTOR}): the "
+                f"Context {context} has no KWOK nodes (label {NODE_SELECTOR}): the "
                 "kwok overlay runs the platform on this host and its game servers as Pods on "
                 "those nodes only. To put the whole platform inside this cluster, pass "
                 '--overlay kind --image REF (docs/operations.md, "In an existing cluster"); '
-                "for a local cluster with KWOK nodes, `harness cluster up --kwok`.",
-                after_start=True,
+                "for a local cluster with KWOK nodes, `harness cluster up --kwok`."
             )
 
     def _write_agent_kubeconfig(self, api: k8s.ApiClient) -> Path:
