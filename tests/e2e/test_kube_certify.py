@@ -163,22 +163,28 @@ def test_kube_kwok_certification_replaces_lost_pods_and_leaves_nothing_behind(
     assert nodes_before == nodes(kube_cluster)  # the deleted node is back, none left cordoned
 
 
-def test_certify_on_kube_without_a_cluster_is_a_usage_error_that_says_how_to_get_one(
-    tmp_path: Path,
-) -> None:
+def certify_kube_kwok(work: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`harness certify --target kube --profile kube-kwok FLAGS` run in ``work`` (holding links
+    to the repository's content), as a user runs it."""
     for part in ("profiles", "slos", "experiments", "loadtests", "platform"):
-        (tmp_path / part).symlink_to(REPO_ROOT / part)  # a checkout without .harness/cluster
-    result = subprocess.run(
+        (work / part).symlink_to(REPO_ROOT / part)
+    return subprocess.run(
         [
-            *(sys.executable, "-m", "harness.cli", "certify", "--target", "kube"),
-            *("--profile", "kube-kwok", "--reports-dir", str(tmp_path / "reports")),
+            *(sys.executable, "-m", "harness.cli", "certify", "--target", "kube", *flags),
+            *("--profile", "kube-kwok", "--reports-dir", str(work / "reports")),
         ],
         capture_output=True,
         text=True,
-        timeout=60,
-        cwd=tmp_path,
+        timeout=120,
+        cwd=work,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
+
+
+def test_certify_on_kube_without_a_cluster_is_a_usage_error_that_says_how_to_get_one(
+    tmp_path: Path,
+) -> None:
+    result = certify_kube_kwok(tmp_path)  # a checkout without .harness/cluster
     assert 3 == result.returncode, result.stderr
     assert "harness cluster up --kwok" in result.stderr
     assert not (tmp_path / "reports").exists()  # nothing started
@@ -206,19 +212,8 @@ def no_kwok_nodes(kube_cluster: KubeCluster) -> Iterator[None]:
 def test_certify_on_kube_without_kwok_nodes_says_to_put_the_platform_in_the_cluster(
     kube_cluster: KubeCluster, no_kwok_nodes: None, tmp_path: Path
 ) -> None:
-    for part in ("profiles", "slos", "experiments", "loadtests", "platform"):
-        (tmp_path / part).symlink_to(REPO_ROOT / part)
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "harness.cli", "certify", "--target", "kube"),
-            *("--kubeconfig", str(kube_cluster.kubeconfig), "--allow-context", "gsharness"),
-            *("--profile", "kube-kwok", "--reports-dir", str(tmp_path / "reports")),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    result = certify_kube_kwok(
+        tmp_path, "--kubeconfig", str(kube_cluster.kubeconfig), "--allow-context", "gsharness"
     )
     assert 3 == result.returncode, result.stderr[-3000:]
     assert "has no KWOK nodes (label type=kwok)" in result.stderr
