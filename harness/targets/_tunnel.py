@@ -304,6 +304,8 @@ class Tunnel:
             try:
                 pod = self._await_pod(WAIT_POD_S, other_than=old)
             except InfraError as exc:
+                if self._stopping.is_set():
+                    return  # stopped while waiting for a Pod: nothing was lost
                 self._event("lost", f"{reason}; {exc}")
                 continue
             with self._lock:

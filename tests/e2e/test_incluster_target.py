@@ -104,6 +104,31 @@ def tunnel_to(
     )
 
 
+def web_service(cluster: KubeCluster, namespace: str, *, replicas: int) -> None:
+    """Deployment ``web`` (Pods on port 8080) behind Service ``web`` (port 80), rolled out."""
+    kubectl(cluster, "-n", namespace, "create", "deployment", "web", "--image=x",
+            f"--replicas={replicas}", "--port=8080")  # fmt: skip
+    kubectl(cluster, "-n", namespace, "expose", "deployment", "web", "--port=80",
+            "--target-port=8080", "--name=web")  # fmt: skip
+    kubectl(cluster, "-n", namespace, "rollout", "status", "deployment/web", "--timeout=60s")
+
+
+@contextmanager
+def web_tunnel(
+    cluster: KubeCluster, api: k8s.ApiClient, namespace: str, replicas: int, log_dir: Path
+) -> Iterator[tuple[Tunnel, str]]:
+    """A started tunnel to Service ``web`` (:func:`web_service`) whose Pods kwok forwards to a
+    stand-in answering "web", and its URL; stopped on exit."""
+    with stand_in("web") as target:
+        forward_pods(api, name=namespace, namespace=namespace, targets={8080: target})
+        web_service(cluster, namespace, replicas=replicas)
+        tunnel = tunnel_to(cluster, namespace, "web", 80, log_dir)
+        try:
+            yield tunnel, tunnel.start()
+        finally:
+            tunnel.stop()
+
+
 @pytest.fixture
 def forwarded_namespace(
     kube_cluster: KubeCluster, kube_api: k8s.ApiClient, namespace: str
@@ -119,25 +144,14 @@ def test_a_tunnel_reaches_a_service_through_the_apiserver_and_moves_when_its_pod
     kube_cluster: KubeCluster, kube_api: k8s.ApiClient, forwarded_namespace: str, tmp_path: Path
 ) -> None:
     ns = forwarded_namespace
-    with stand_in("web") as target:
-        forward_pods(kube_api, name=ns, namespace=ns, targets={8080: target})
-        kubectl(kube_cluster, "-n", ns, "create", "deployment", "web", "--image=x",
-                "--replicas=2", "--port=8080")  # fmt: skip
-        kubectl(kube_cluster, "-n", ns, "expose", "deployment", "web", "--port=80",
-                "--target-port=8080", "--name=web")  # fmt: skip
-        kubectl(kube_cluster, "-n", ns, "rollout", "status", "deployment/web", "--timeout=60s")
-        tunnel = tunnel_to(kube_cluster, ns, "web", 80, tmp_path)
-        try:
-            url = tunnel.start()
-            first = tunnel.pod
-            assert "web" == get(url + "/")
-            kubectl(kube_cluster, "-n", ns, "delete", f"pod/{first}", "--wait=false")
-            until("the tunnel moves to the other Pod", lambda: tunnel.moves == 1)
-            assert "web" == get(url + "/")  # the same URL, through another Pod
-            second = tunnel.pod
-        finally:
-            tunnel.stop()
-        log = tunnel.log_path.read_text()
+    with web_tunnel(kube_cluster, kube_api, ns, 2, tmp_path) as (tunnel, url):
+        first = tunnel.pod
+        assert "web" == get(url + "/")
+        kubectl(kube_cluster, "-n", ns, "delete", f"pod/{first}", "--wait=false")
+        until("the tunnel moves to the other Pod", lambda: tunnel.moves == 1)
+        assert "web" == get(url + "/")  # the same URL, through another Pod
+        second = tunnel.pod
+    log = tunnel.log_path.read_text()
     assert first != second and second.startswith("web-")
     assert ["up", "moved"] == [e.what for e in tunnel.events]
     assert f"pod/{first} is no longer a ready endpoint" in tunnel.events[1].detail
@@ -228,3 +242,20 @@ def test_the_in_cluster_target_deploys_the_platform_with_the_image_and_observes_
     with pytest.raises(k8s.ApiException) as gone:
         k8s.CoreV1Api(kube_api).read_namespace(ns, _request_timeout=10)
     assert 404 == gone.value.status
+
+
+def test_a_tunnel_whose_service_loses_every_pod_comes_back_on_the_same_port_with_a_new_one(
+    kube_cluster: KubeCluster, kube_api: k8s.ApiClient, forwarded_namespace: str, tmp_path: Path
+) -> None:
+    ns = forwarded_namespace
+    with web_tunnel(kube_cluster, kube_api, ns, 1, tmp_path) as (tunnel, url):
+        first = tunnel.pod
+        kubectl(kube_cluster, "-n", ns, "scale", "deployment/web", "--replicas=0")
+        time.sleep(2)  # no ready Pod: the tunnel waits for one, its old kubectl still up
+        assert 0 == tunnel.moves
+        kubectl(kube_cluster, "-n", ns, "scale", "deployment/web", "--replicas=1")
+        until("the tunnel moves to the new Pod", lambda: tunnel.moves == 1)
+        assert "web" == get(url + "/")
+        second = tunnel.pod
+    assert first != second
+    assert ["up", "moved"] == [e.what for e in tunnel.events]
