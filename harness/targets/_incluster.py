@@ -36,24 +36,29 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 
 from harness.drivers.process import CHAOS_LEDGER, stop_ledger
 from harness.drivers.prometheus import PrometheusClient
 from harness.model import CAPABILITIES as ALL_CAPABILITIES
 from harness.model import Endpoints, ProcessInfo
 from harness.targets._kindhost import PROMETHEUS_JOBS, federated_up, host_scrape_configs
-from harness.targets._kube import CALL_TIMEOUT_S, CAPABILITIES, KubeOptions, KubeTarget
+from harness.targets._kube import (
+    CALL_TIMEOUT_S,
+    CAPABILITIES,
+    KubeOptions,
+    KubeTarget,
+    resolve_kubeconfig,
+)
 from harness.targets._kubeobjects import namespace_for
 from harness.targets._kubescrape import RULES as KUBE_RULES
 from harness.targets._kubescrape import control_plane_scrape_configs
-from harness.targets._kwok import RunNamespace, put_back_nodes
+from harness.targets._kwok import RunNamespace, release_cluster
 from harness.targets._localobs import LocalObservability
 from harness.targets._localtopo import LocalTopology
 from harness.targets._tunnel import Tunnel
@@ -127,9 +132,7 @@ class InClusterTarget(LocalObservability):
     @property
     def kubeconfig(self) -> Path:
         """The admin kubeconfig in use, absolute."""
-        return KubeOptions(
-            manifests_dir=Path(), kubectl=Path(), kubeconfig=self.options.kubeconfig
-        ).admin_kubeconfig()
+        return resolve_kubeconfig(self.options.kubeconfig)
 
     @property
     def context(self) -> str:
@@ -229,14 +232,7 @@ class InClusterTarget(LocalObservability):
                 self.supervisor.stop_all()
             finally:
                 if self.kube is not None:
-                    self._release(self.kube)
-
-    def _release(self, kube: KubeTarget) -> None:
-        try:
-            if kube.context:  # connected: a fault may have changed Nodes
-                put_back_nodes(self._admin_client, self.run_dir)
-        finally:
-            kube.teardown()
+                    release_cluster(self.kube, self.run_dir)
 
     # --- the steps a subclass changes ---------------------------------------------------------
 
@@ -271,7 +267,7 @@ class InClusterTarget(LocalObservability):
             service=service,
             port=port,
             log_dir=self.run_dir / "logs",
-            api=self._admin_client,
+            api=self.kube.admin_client,
             supervisor=self.supervisor,
         )
         self.tunnels.append(tunnel)
@@ -295,7 +291,7 @@ class InClusterTarget(LocalObservability):
         for tunnel in self.tunnels:
             tunnel.stop()
         if self.tunnels:
-            events = [e.as_dict() for t in self.tunnels for e in t.events]
+            events = [asdict(e) for t in self.tunnels for e in t.events]
             (self.run_dir / TUNNELS_FILE).write_text(json.dumps(events, indent=1) + "\n")
             moves = sum(t.moves for t in self.tunnels)
             if moves:
@@ -305,16 +301,11 @@ class InClusterTarget(LocalObservability):
                 )
         self.tunnels = []
 
-    def _admin_client(self) -> k8s.ApiClient:
-        api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(self.kubeconfig), context=self.context or None
-        )
-        return api
-
     def _host_scrape_configs(self, federate: str) -> list[dict[str, object]]:
         """Federation from ``federate``, the apiserver, each node's kubelet (see
         :func:`host_scrape_configs`), with the kubeconfig's address and credentials."""
-        api = self._admin_client()
+        assert self.kube is not None
+        api = self.kube.admin_client()
         try:
             jobs = control_plane_scrape_configs(api, self.run_dir / "secrets")
             nodes: Any = k8s.CoreV1Api(api).list_node(_request_timeout=CALL_TIMEOUT_S)

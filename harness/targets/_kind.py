@@ -36,7 +36,7 @@ import logging
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.targets._containers import container_engine_problem
@@ -157,17 +157,9 @@ class KindTarget(InClusterTarget):
         self._build_and_load_image()
 
     def _kube_options(self) -> KubeOptions:
-        opts = self.kind
-        return KubeOptions(
-            manifests_dir=opts.repo_root / "platform" / "manifests",
-            kubectl=opts.kubectl,
-            overlay="kind",
-            kubeconfig=self.kubeconfig,
-            context=self.context,
-            install_crds=True,
-            rollout_timeout_s=opts.rollout_timeout_s,
-            node_ports=NODE_PORTS,
-        )
+        """The in-cluster target's, with the two Services on the node ports the cluster config
+        publishes."""
+        return replace(super()._kube_options(), node_ports=NODE_PORTS)
 
     def _reach(self, service: str, port: str, ready: str) -> str:
         """``http://host:port`` where the cluster publishes ``service``; wait until it answers."""

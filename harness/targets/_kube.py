@@ -54,6 +54,7 @@ from harness.targets._kubecluster import kube_bin_dir
 from harness.targets._kubeobjects import (
     KIND_CRD,
     apply_rank,
+    crd_established,
     namespace_for,
     relocate,
     replicas,
@@ -102,12 +103,17 @@ class KubeOptions:
     image: str | None = None
 
     def admin_kubeconfig(self) -> Path:
-        """The kubeconfig file in use, absolute: the one given, else the first of $KUBECONFIG,
-        else ~/.kube/config (what the activities load, with the run's context, later)."""
-        if self.kubeconfig is not None:
-            return self.kubeconfig.resolve()
-        first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
-        return Path(first).expanduser().resolve()
+        """The kubeconfig file in use, absolute (see :func:`resolve_kubeconfig`)."""
+        return resolve_kubeconfig(self.kubeconfig)
+
+
+def resolve_kubeconfig(given: Path | None) -> Path:
+    """The kubeconfig file in use, absolute: the one given, else the first of $KUBECONFIG, else
+    ~/.kube/config (what the activities load, with the run's context, later)."""
+    if given is not None:
+        return given.resolve()
+    first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or "~/.kube/config"
+    return Path(first).expanduser().resolve()
 
 
 @dataclass
@@ -188,6 +194,16 @@ class KubeTarget:
     def context(self) -> str:
         """The kubeconfig context in use (known once deploy() has connected)."""
         return self._state.context
+
+    def admin_client(self) -> k8s.ApiClient:
+        """A new client of the cluster with the admin kubeconfig, in the context in use (before
+        deploy() has connected: the one given, else the kubeconfig's current one); the caller
+        closes it."""
+        api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.options.admin_kubeconfig()),
+            context=self.context or self.options.context or None,
+        )
+        return api
 
     def deploy(self) -> Endpoints:
         """Connect, check the cluster is a test cluster, render, apply, wait for the rollouts."""
@@ -369,8 +385,7 @@ class KubeTarget:
         deadline = time.monotonic() + self.options.rollout_timeout_s
         while time.monotonic() < deadline:
             crd = dynamic.get(crds, name=name, _request_timeout=CALL_TIMEOUT_S).to_dict()  # type: ignore[no-untyped-call]
-            conditions = (crd.get("status") or {}).get("conditions") or []
-            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            if crd_established(crd):
                 dynamic.resources.invalidate_cache()  # its kinds exist from now on
                 return
             time.sleep(POLL_S)

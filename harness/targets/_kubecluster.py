@@ -32,6 +32,7 @@ import yaml
 from kubernetes import client as k8s
 
 from harness.drivers.process import Supervisor, stop_processes
+from harness.targets._kubeobjects import crd_established
 from harness.targets._pki import (
     ADMIN,
     CONTROLLER_MANAGER,
@@ -613,8 +614,7 @@ def _crd_established(api: k8s.ApiClient, crd: dict[str, Any]) -> bool:
     found = k8s.ApiextensionsV1Api(api).read_custom_resource_definition(
         crd["metadata"]["name"], _request_timeout=CALL_TIMEOUT_S
     )
-    conditions = found.status.conditions or [] if found.status is not None else []
-    return any(c.type == "Established" and c.status == "True" for c in conditions)
+    return crd_established(found.to_dict())
 
 
 def forward_pods(

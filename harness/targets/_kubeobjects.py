@@ -13,6 +13,8 @@ from harness.util.errors import ConfigError
 
 RUN_LABEL = "gsharness.io/run-id"
 KIND_CRD = "CustomResourceDefinition"
+
+
 APPLY_ORDER = ("Namespace", KIND_CRD, "ServiceAccount", "Role")
 # Service port name -> URL scheme of its in-cluster URL.
 URL_SCHEMES = {"http": "http", "web": "http", "metrics": "http", "redis": "redis"}
@@ -29,6 +31,12 @@ CLUSTER_SCOPED = frozenset(
         "Node",
     }
 )
+
+
+def crd_established(crd: dict[str, Any]) -> bool:
+    """Whether a CustomResourceDefinition, as read back (a dict), says its kinds are served."""
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 def namespace_for(run_id: str) -> str:

@@ -27,7 +27,6 @@ import base64
 import json
 import logging
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -121,10 +120,10 @@ class KwokTarget(LocalTarget):
     def deploy(self) -> Endpoints:
         """Apply the overlay, write the runtime's credentials, start the platform beside it."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with self._admin_client() as api:  # before anything is applied
+        with self.kube.admin_client() as api:  # before anything is applied
             self._check_kwok_nodes(api)
         kube = self.kube.deploy()
-        with self._admin_client() as api:
+        with self.kube.admin_client() as api:
             self._agent_kubeconfig = self._write_agent_kubeconfig(api)
             self._scrape = control_plane_scrape_configs(api, self.run_dir / "secrets")
         local = super().deploy()
@@ -152,23 +151,12 @@ class KwokTarget(LocalTarget):
         try:
             super().teardown()
         finally:
-            try:
-                if self.kube.context:
-                    put_back_nodes(self._admin_client, self.run_dir)
-            finally:
-                self.kube.teardown()
+            release_cluster(self.kube, self.run_dir)
 
     # --- the runtime's identity -------------------------------------------------------------
 
     def _admin_kubeconfig(self) -> Path:
         return self.kube.options.admin_kubeconfig()
-
-    def _admin_client(self) -> k8s.ApiClient:
-        context = self.kube.context or self.kube.options.context or None
-        api: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(self._admin_kubeconfig()), context=context
-        )
-        return api
 
     def _check_kwok_nodes(self, api: k8s.ApiClient) -> None:
         """Refuse a cluster without KWOK nodes: the runtime puts game servers only there."""
@@ -274,14 +262,18 @@ def record_node(run_dir: Path, *, change: str, node: dict[str, Any]) -> None:
     ledger.write_text(json.dumps(entries))
 
 
-def put_back_nodes(connect: Callable[[], k8s.ApiClient], run_dir: Path) -> None:
-    """:func:`restore_nodes` at a target's teardown, through a client ``connect`` opens: what
-    fails is a warning, so the rest of the teardown still runs."""
+def release_cluster(kube: KubeTarget, run_dir: Path) -> None:
+    """The cluster side of a target's teardown: once ``kube`` has connected, put back the Nodes
+    a fault changed (:func:`restore_nodes`; a failure is a warning), then delete the run's
+    namespace (:meth:`KubeTarget.teardown`) on every path."""
     try:
-        with connect() as api:
-            restore_nodes(api, run_dir)
+        if kube.context:  # connected: a fault may have changed Nodes
+            with kube.admin_client() as api:
+                restore_nodes(api, run_dir)
     except (InfraError, k8s.ApiException, k8s_config.ConfigException, OSError) as exc:
         log.warning("could not restore the nodes faults changed: %s", exc)
+    finally:
+        kube.teardown()
 
 
 def restore_nodes(api: k8s.ApiClient, run_dir: Path) -> list[str]:

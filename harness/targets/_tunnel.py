@@ -41,6 +41,7 @@ from urllib3.exceptions import HTTPError
 from harness.drivers.process import Supervisor
 from harness.util.errors import InfraError
 from harness.util.net import free_port
+from harness.util.scratch import stop_process
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -63,9 +64,6 @@ class TunnelEvent:
     service: str
     what: str  # "up", "moved", "lost", "gave up"
     detail: str = ""
-
-    def as_dict(self) -> dict[str, object]:
-        return {"at": self.at, "service": self.service, "what": self.what, "detail": self.detail}
 
 
 class Tunnel:
@@ -345,11 +343,5 @@ def _last_line(text: str) -> str:
 
 
 def _end(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
+    if proc is not None and proc.poll() is None:
+        stop_process(proc, timeout_s=5)
