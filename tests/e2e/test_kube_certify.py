@@ -25,7 +25,7 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 
 from harness.targets import KubeCluster
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, link_content
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -166,8 +166,7 @@ def test_kube_kwok_certification_replaces_lost_pods_and_leaves_nothing_behind(
 def certify_kube_kwok(work: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     """`harness certify --target kube --profile kube-kwok FLAGS` run in ``work`` (holding links
     to the repository's content), as a user runs it."""
-    for part in ("profiles", "slos", "experiments", "loadtests", "platform"):
-        (work / part).symlink_to(REPO_ROOT / part)
+    link_content(work)
     return subprocess.run(
         [
             *(sys.executable, "-m", "harness.cli", "certify", "--target", "kube", *flags),

@@ -32,7 +32,7 @@ from harness.model import Endpoints, ExitCode
 from harness.targets import RESTART_LEDGER, KubeCluster
 from harness.targets._kwok import RunNamespace
 from harness.util.net import free_port
-from tests.conftest import REPO_ROOT
+from tests.conftest import link_content
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -103,9 +103,7 @@ def await_gone(kube_cluster: KubeCluster, namespace: str) -> None:
 @pytest.fixture
 def workdir(kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[Path]:
     """A checkout of our content without state; whatever a test left running is stopped."""
-    for part in CONTENT:
-        (tmp_path / part).symlink_to(REPO_ROOT / part)
-    yield tmp_path
+    yield link_content(tmp_path, CONTENT)
     if any((tmp_path / ".harness" / "runs").glob("*.json")):
         harness(tmp_path, "down")
     for run_dir in run_dirs(tmp_path):

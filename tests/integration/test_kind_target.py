@@ -29,7 +29,7 @@ from harness.targets import KindOptions, KindTarget, kind_problem, kube_bin_dir
 from harness.targets._kind import observability_binaries
 from harness.targets._kindhost import FEDERATE_JOB, federate_job
 from harness.util.errors import InfraError
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, link_content
 from tests.integration.conftest import IN_CLUSTER, federated_ups, scratch_prometheus
 
 # What `harness certify` reads from its working directory (linked, not copied).
@@ -43,9 +43,7 @@ def workdir(tmp_path: Path) -> Path:
     state (.harness) and reports there."""
     work = tmp_path / "work"
     work.mkdir()
-    for name in CONTENT:
-        (work / name).symlink_to(REPO_ROOT / name)
-    return work
+    return link_content(work, CONTENT)
 
 
 def options(tmp_path: Path) -> KindOptions:

@@ -17,17 +17,13 @@ from harness.model import ExitCode
 from harness.targets import InClusterOptions, InClusterTarget, KwokTarget, LocalTopology
 from harness.targets._kube import KubeOptions, with_image
 from harness.util.errors import ConfigError
-from tests.conftest import REPO_ROOT
-
-CONTENT = ("profiles", "slos", "experiments", "loadtests", "platform")
+from tests.conftest import CONTENT, REPO_ROOT, link_content
 
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working directory of links to the repository's content, `harness` run from it."""
-    for name in CONTENT:
-        (tmp_path / name).symlink_to(REPO_ROOT / name)
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(link_content(tmp_path))
     return tmp_path
 
 
